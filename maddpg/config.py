@@ -1,0 +1,201 @@
+"""Typed configuration: the schema with every default documented once, YAML and CLI overrides."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+SCHEMA_FILE = "maddpg/config.py"
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key and the fix. Entry points exit with code 2."""
+
+
+class Mode(StrEnum):
+    single = "single"
+
+
+class PreyMode(StrEnum):
+    learn = "learn"  # the prey is a MADDPG agent too
+    fixed = "fixed"  # a pretrained prey actor, loaded from `prey.checkpoint` and frozen
+    random = "random"  # uniform random actions in [0, 1]^5
+
+
+class Backend(StrEnum):
+    mpe2 = "mpe2"
+
+
+@dataclass
+class EnvConfig:
+    backend: Backend = Backend.mpe2  # mpe2 simple_tag_v3, stepped copy by copy
+    num_adversaries: int = 3  # predators
+    num_good: int = 1  # prey
+    num_obstacles: int = 2
+    max_cycles: int = 50  # episode length; episodes end only by this truncation
+    n_envs: int = 1  # copies stepped together; each contributes one transition per step
+
+
+@dataclass
+class PreyConfig:
+    mode: PreyMode = PreyMode.learn
+    checkpoint: str | None = None  # prey file for mode=fixed (a run's prey.pt)
+
+
+@dataclass
+class MaddpgConfig:
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-4
+    gamma: float = 0.95
+    tau: float = 0.01  # soft-update rate of the target networks
+    target_update_every: int = 10  # soft-update the targets every this many updates
+    batch_size: int = 256
+    buffer_size: int = 500_000  # transitions; the oldest is overwritten when full
+    hidden: list[int] = field(default_factory=lambda: [64, 64])  # MLP widths, actor and critic
+    updates_per_step: float = 1.0  # updates of every learning agent per env transition (may be < 1)
+    learning_starts: int = 256  # transitions in the buffer before updates begin (>= batch_size)
+
+
+@dataclass
+class ExploreConfig:
+    epsilon: float = 0.1  # probability of a uniform random action, per agent and step
+    noise_std: float = 0.1  # Gaussian noise added to the actor's action otherwise
+    decay: float = 5e-7  # both decrease linearly by this much per env transition ...
+    floor: float = 0.05  # ... down to this floor
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    total_steps: int = 2_000_000  # env transitions, all copies together
+    eval_every: int = 1000  # env transitions between evaluations
+    eval_episodes: int = 20  # noise-free episodes per evaluation, same start states every time
+    checkpoint_every: int = 100_000  # env transitions; written at the next episode boundary
+    keep_checkpoints: int = 2  # newest checkpoints kept in runs/<name>/checkpoints
+    checkpoint_buffer: bool = False  # include the replay buffer, so a resume is exact
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None  # run directory name; default: a timestamp
+    dir: str = "runs"  # parent of run directories
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 keeps PyTorch's default
+    progress: bool = True  # tqdm progress bar
+
+
+@dataclass
+class Config:
+    mode: Mode = Mode.single
+    env: EnvConfig = field(default_factory=EnvConfig)
+    prey: PreyConfig = field(default_factory=PreyConfig)
+    maddpg: MaddpgConfig = field(default_factory=MaddpgConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def n_agents(self) -> int:
+        return self.env.num_adversaries + self.env.num_good
+
+    @property
+    def n_learners(self) -> int:
+        """Learning agents: the predators, plus the prey when it learns (predators come first)."""
+        return self.n_agents if self.prey.mode == PreyMode.learn else self.env.num_adversaries
+
+
+def load_config(
+    config_file: str | None = None,
+    overrides: Sequence[str] = (),
+    base: dict | None = None,
+) -> Config:
+    """Schema defaults <- `base` (a saved run's config) <- YAML file <- `key=value` overrides."""
+    try:
+        merged = OmegaConf.structured(Config)
+        if base is not None:
+            merged = OmegaConf.merge(merged, base)
+        if config_file is not None:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ConfigError(f"config file {config_file} not found: pass an existing YAML file to --config")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not key=value: write it as e.g. train.total_steps=20000")
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        cfg: Config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        first_line = str(getattr(e, "msg", e)).splitlines()[0]
+        raise ConfigError(f"config key {key}: {first_line}; see {SCHEMA_FILE} for the keys and types") from None
+    validate(cfg)
+    return cfg
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Range and consistency checks that the schema's types cannot express."""
+    env, m, ex, tr = cfg.env, cfg.maddpg, cfg.explore, cfg.train
+    _require(env.num_adversaries >= 1, "env.num_adversaries must be >= 1: set env.num_adversaries=3")
+    _require(env.num_good >= 1, "env.num_good must be >= 1: set env.num_good=1")
+    _require(env.num_obstacles >= 0, "env.num_obstacles must be >= 0")
+    _require(env.max_cycles >= 1, "env.max_cycles must be >= 1: set env.max_cycles=50")
+    _require(env.n_envs >= 1, "env.n_envs must be >= 1")
+    for key in ("actor_lr", "critic_lr", "tau", "updates_per_step"):
+        _require(getattr(m, key) > 0, f"maddpg.{key} must be > 0, got {getattr(m, key)}")
+    _require(0 <= m.gamma <= 1, f"maddpg.gamma must be in [0, 1], got {m.gamma}")
+    _require(m.tau <= 1, f"maddpg.tau must be in (0, 1], got {m.tau}")
+    _require(m.target_update_every >= 1, "maddpg.target_update_every must be >= 1")
+    _require(len(m.hidden) >= 1 and min(m.hidden) >= 1, "maddpg.hidden must list positive widths, e.g. [64,64]")
+    _require(m.batch_size >= 1, "maddpg.batch_size must be >= 1")
+    _require(
+        m.batch_size <= m.buffer_size,
+        f"maddpg.batch_size ({m.batch_size}) exceeds maddpg.buffer_size ({m.buffer_size}): "
+        "lower the batch or grow the buffer",
+    )
+    _require(
+        m.batch_size <= m.learning_starts <= m.buffer_size,
+        f"maddpg.learning_starts ({m.learning_starts}) must lie between maddpg.batch_size ({m.batch_size}) "
+        f"and maddpg.buffer_size ({m.buffer_size})",
+    )
+    for key in ("epsilon", "noise_std", "floor"):
+        _require(getattr(ex, key) >= 0, f"explore.{key} must be >= 0, got {getattr(ex, key)}")
+    _require(ex.epsilon <= 1, f"explore.epsilon is a probability, got {ex.epsilon}")
+    _require(ex.decay >= 0, f"explore.decay must be >= 0, got {ex.decay}")
+    for key in ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints"):
+        _require(getattr(tr, key) >= 1, f"train.{key} must be >= 1, got {getattr(tr, key)}")
+    _require(tr.seed >= 0, f"train.seed must be >= 0, got {tr.seed}")
+    _require(cfg.run.threads >= 0, "run.threads must be >= 0 (0 keeps PyTorch's default)")
+    if cfg.prey.mode == PreyMode.fixed:
+        _require(
+            cfg.prey.checkpoint is not None,
+            "prey.mode=fixed needs a prey file: set prey.checkpoint=PATH (a run's prey.pt)",
+        )
+        _require(
+            Path(cfg.prey.checkpoint).is_file(),
+            f"prey.checkpoint {cfg.prey.checkpoint} not found: train one with prey.mode=learn, "
+            "which writes runs/<name>/prey.pt",
+        )
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+
+def exit_on_error(error: ConfigError) -> None:
+    print(f"error: {error}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,80 @@
+"""Vectorised simple_tag: `n_envs` mpe2 copies stepped in lockstep, exchanging tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from mpe2 import simple_tag_v3
+
+from maddpg.config import EnvConfig
+from maddpg.seeding import derive_seeds
+
+ACT_DIM = 5  # continuous simple_tag actions: [no_action, left, right, down, up], each in [0, 1]
+CONTACT_REWARD = 10.0  # every predator gets this per (predator, prey) pair in contact
+
+
+class Mpe2VecEnv:
+    """`n_envs` copies of mpe2 `simple_tag_v3` (continuous actions), reset together.
+
+    Agents follow mpe2's order: predators `adversary_*` first, then prey `agent_*`.
+    Observations are zero-padded to the widest agent; `obs_dims` holds the real widths.
+    Every copy truncates after `max_cycles` steps, so all copies end episodes together.
+    """
+
+    def __init__(self, cfg: EnvConfig, device: torch.device | str = "cpu", render_mode: str | None = None):
+        self.envs = [
+            simple_tag_v3.parallel_env(
+                num_good=cfg.num_good,
+                num_adversaries=cfg.num_adversaries,
+                num_obstacles=cfg.num_obstacles,
+                max_cycles=cfg.max_cycles,
+                continuous_actions=True,
+                dynamic_rescaling=False,  # drawing only; its default changed between mpe2 releases
+                render_mode=render_mode,
+            )
+            for _ in range(cfg.n_envs)
+        ]
+        first = self.envs[0]
+        self.agent_names: list[str] = list(first.possible_agents)
+        self.obs_dims: list[int] = [first.observation_space(a).shape[0] for a in self.agent_names]
+        self.n_envs, self.n_agents = cfg.n_envs, len(self.agent_names)
+        self.num_adversaries, self.max_cycles = cfg.num_adversaries, cfg.max_cycles
+        self.obs_dim, self.act_dim = max(self.obs_dims), ACT_DIM
+        self.device = torch.device(device)
+        self._obs = np.zeros((self.n_envs, self.n_agents, self.obs_dim), dtype=np.float32)
+        self._rew = np.zeros((self.n_envs, self.n_agents), dtype=np.float32)
+        self.t = 0
+
+    def reset(self, seed: Sequence[int]) -> torch.Tensor:
+        """Start new episodes, every copy seeded from the key `seed`, e.g. (seed, stream, episode). -> obs (E, N, O)"""
+        for e, (env, s) in enumerate(zip(self.envs, derive_seeds(*seed, n=self.n_envs), strict=True)):
+            obs, _ = env.reset(seed=s)
+            self._write_obs(e, obs)
+        self.t = 0
+        return torch.from_numpy(self._obs.copy()).to(self.device)
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """actions (E, N, 5) in [0, 1] -> next_obs (E, N, O), reward (E, N), truncated.
+
+        `next_obs` is the true next observation, also on the last step of an episode;
+        after `truncated` the caller calls `reset` before stepping again.
+        """
+        acts = actions.detach().to("cpu", torch.float32).numpy()
+        for e, env in enumerate(self.envs):
+            obs, rew, _, _, _ = env.step({name: acts[e, i] for i, name in enumerate(self.agent_names)})
+            self._write_obs(e, obs)
+            self._rew[e] = [rew[name] for name in self.agent_names]
+        self.t += 1
+        next_obs = torch.from_numpy(self._obs.copy()).to(self.device)
+        reward = torch.from_numpy(self._rew.copy()).to(self.device)
+        return next_obs, reward, self.t >= self.max_cycles
+
+    def render(self, copy: int = 0) -> np.ndarray:
+        """One frame (700, 700, 3) uint8 of a copy; needs render_mode='rgb_array'."""
+        return self.envs[copy].render()
+
+    def _write_obs(self, e: int, obs: dict[str, np.ndarray]) -> None:
+        for i, name in enumerate(self.agent_names):
+            self._obs[e, i, : self.obs_dims[i]] = obs[name]

@@ -1,0 +1,34 @@
+"""Noise-free evaluation: the study's predator return, the capture rate and the prey's return."""
+
+from __future__ import annotations
+
+import torch
+
+from maddpg.envs import Mpe2VecEnv
+from maddpg.learner import Maddpg
+from maddpg.seeding import ENV_EVAL
+
+
+@torch.no_grad()
+def evaluate(learner: Maddpg, env: Mpe2VecEnv, seed: int) -> dict[str, float]:
+    """Play one noise-free episode in each of `env`'s copies, from the same start states every call.
+
+    predator_return: mean over episodes of the sum over predators of their episode rewards.
+    capture_rate: fraction of steps on which some predator touches some prey.
+    prey_return: mean over episodes of the sum over prey of their episode rewards.
+    """
+    obs = env.reset((seed, ENV_EVAL))
+    returns = torch.zeros(env.n_envs, env.n_agents)
+    captures = torch.zeros(env.n_envs)
+    truncated = False
+    while not truncated:
+        obs, reward, truncated = env.step(learner.act(obs))
+        returns += reward.cpu()
+        # Every predator earns +10 per predator-prey contact, so a positive predator reward means a contact.
+        captures += (reward[:, 0] > 0).float().cpu()
+    k = env.num_adversaries
+    return {
+        "predator_return": returns[:, :k].sum(1).mean().item(),
+        "capture_rate": (captures / env.max_cycles).mean().item(),
+        "prey_return": returns[:, k:].sum(1).mean().item(),
+    }

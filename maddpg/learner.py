@@ -1,0 +1,166 @@
+"""The MADDPG algorithm, once: acting with exploration, the critic and actor updates, soft target updates."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+
+from maddpg.buffer import Batch
+from maddpg.config import ExploreConfig, MaddpgConfig
+from maddpg.networks import StackedMLP
+from maddpg.prey import FrozenPrey, RandomPrey
+
+Prey = FrozenPrey | RandomPrey | None
+
+
+def exploration_scale(initial: float, cfg: ExploreConfig, step: int) -> float:
+    """Linear decay by `cfg.decay` per env transition down to the floor (never raised above `initial`)."""
+    return max(min(initial, cfg.floor), initial - cfg.decay * step)
+
+
+def explore(actions: torch.Tensor, epsilon: float, noise_std: float, generator: torch.Generator) -> torch.Tensor:
+    """actions (..., A) in [0, 1]: per agent, with probability `epsilon` a uniform random action,
+    otherwise the action plus Gaussian noise, clipped to [0, 1]."""
+    device = actions.device
+    noise = torch.randn(actions.shape, generator=generator, device=device)
+    noisy = (actions + noise_std * noise).clamp_(0.0, 1.0)
+    uniform = torch.rand(actions.shape, generator=generator, device=device)
+    pick_uniform = torch.rand((*actions.shape[:-1], 1), generator=generator, device=device) < epsilon
+    return torch.where(pick_uniform, uniform, noisy)
+
+
+class Maddpg:
+    """Actors and centralised critics of the `n_learners` learning agents, as one stack each.
+
+    Learning agents are agents 0..n_learners-1 (predators first, as in mpe2); the rest are
+    prey played by `prey`. Critic i sees every agent's (real-width) observation and action.
+    """
+
+    def __init__(
+        self,
+        obs_dims: Sequence[int],
+        act_dim: int,
+        n_learners: int,
+        cfg: MaddpgConfig,
+        prey: Prey,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ):
+        self.cfg, self.prey, self.generator = cfg, prey, generator
+        self.n_agents, self.n_learners, self.act_dim = len(obs_dims), n_learners, act_dim
+        self.obs_dim = max(obs_dims)
+        # Columns of the flattened padded observations (N * O) that hold real values.
+        self.obs_cols = torch.tensor(
+            [i * self.obs_dim + j for i, width in enumerate(obs_dims) for j in range(width)], device=device
+        )
+        critic_in = len(self.obs_cols) + self.n_agents * act_dim
+        learner_widths = list(obs_dims[:n_learners])
+        self.actor = StackedMLP(
+            n_learners, self.obs_dim, cfg.hidden, act_dim, sigmoid_output=True, fan_in=learner_widths
+        ).to(device)
+        self.critic = StackedMLP(n_learners, critic_in, cfg.hidden, 1).to(device)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        # Adam is elementwise, so one optimizer over the stack equals one optimizer per agent.
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, foreach=True)
+        # own_slot[i, 0, j, 0]: critic i takes agent j's action from the current policy iff j == i.
+        eye = torch.eye(n_learners, self.n_agents, dtype=torch.bool, device=device)
+        self.own_slot = eye[:, None, :, None]
+        self.updates = 0
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def learner_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """obs (B, N, O) -> the learners' deterministic actions (B, n_learners, A)."""
+        actor = self.target_actor if target else self.actor
+        return actor(obs[:, : self.n_learners].transpose(0, 1)).transpose(0, 1)
+
+    def joint_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """obs (B, N, O) -> every agent's action (B, N, A): learners' (target) actors, then the prey."""
+        acts = self.learner_actions(obs, target)
+        if self.prey is not None:
+            prey_obs = obs[:, self.n_learners :]
+            prey_acts = self.prey.target_act(prey_obs) if target else self.prey.act(prey_obs)
+            acts = torch.cat([acts, prey_acts], dim=1)
+        return acts
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, epsilon: float = 0.0, noise_std: float = 0.0) -> torch.Tensor:
+        """obs (E, N, O) -> actions (E, N, A); exploration applies to the learning agents only."""
+        acts = self.joint_actions(obs)
+        if epsilon > 0 or noise_std > 0:
+            learners = acts[:, : self.n_learners]
+            acts[:, : self.n_learners] = explore(learners, epsilon, noise_std, self.generator)
+        return acts
+
+    # -- learning --------------------------------------------------------------------------
+
+    def critic_input(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """obs (B, N, O), act (B, N, A) -> (B, D): real observation columns, then all actions."""
+        return torch.cat([obs.flatten(1)[:, self.obs_cols], act.flatten(1)], dim=1)
+
+    def q_values(self, critic: StackedMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Every learner's critic on the same joint input -> (n_learners, B)."""
+        x = self.critic_input(obs, act)
+        return critic(x.expand(self.n_learners, *x.shape)).squeeze(-1)
+
+    def update(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One MADDPG update of every learning agent on `batch` -> (critic_loss, actor_loss), each (n_learners,)."""
+        cfg, n = self.cfg, self.n_learners
+        with torch.no_grad():
+            next_act = self.joint_actions(batch.next_obs, target=True)  # (B, N, A): target actors of all agents
+            q_next = self.q_values(self.target_critic, batch.next_obs, next_act)  # (n, B)
+            # Episodes end by time-limit truncation, which is not terminal: `terminal` is 0 there and
+            # the target bootstraps from the true final observation stored as next_obs.
+            target = batch.rew[:, :n].T + cfg.gamma * (1.0 - batch.terminal) * q_next
+        q = self.q_values(self.critic, batch.obs, batch.act)
+        critic_loss = (q - target).pow(2).mean(dim=1)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.sum().backward()  # agents are independent: the sum's gradient is each agent's own
+        self.critic_opt.step()
+
+        # Critic i scores agent i's current-policy action with the other agents' buffer actions.
+        policy = self.learner_actions(batch.obs).transpose(0, 1)  # (n, B, A)
+        joint = torch.where(self.own_slot, policy.unsqueeze(2), batch.act.unsqueeze(0))  # (n, B, N, A)
+        x_obs = batch.obs.flatten(1)[:, self.obs_cols]  # (B, D_obs)
+        x = torch.cat([x_obs.expand(n, *x_obs.shape), joint.flatten(2)], dim=2)
+        self.critic.requires_grad_(False)  # the actor loss trains actors only
+        actor_loss = -self.critic(x).squeeze(-1).mean(dim=1)
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.sum().backward()
+        self.actor_opt.step()
+        self.critic.requires_grad_(True)
+
+        self.updates += 1
+        if self.updates % cfg.target_update_every == 0:
+            self.soft_update()
+        return critic_loss.detach(), actor_loss.detach()
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        """target <- tau * online + (1 - tau) * target, for actors and critics."""
+        for online, target in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
+            torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.cfg.tau)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_actor": self.target_actor.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "updates": self.updates,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.updates = state["updates"]
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,68 @@
+"""Per-agent MLPs held as one stack: agent k's weights are slice k, evaluated with batched matmuls."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class StackedLinear(nn.Module):
+    """`n` independent linear layers: x (n, B, in) -> (n, B, out)."""
+
+    def __init__(self, n: int, in_features: int, out_features: int, fan_in: Sequence[int] | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features))
+        # nn.Linear's default init, per agent; `fan_in` gives each agent's real input width
+        # when inputs are zero-padded, and the padded rows start (and stay) at zero.
+        fan_in = fan_in or [in_features] * n
+        with torch.no_grad():
+            for k, width in enumerate(fan_in):
+                bound = 1.0 / math.sqrt(width)
+                self.weight[k].uniform_(-bound, bound)
+                self.weight[k, width:] = 0.0
+                self.bias[k].uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class StackedMLP(nn.Module):
+    """`n` MLPs with ReLU hidden layers: x (n, B, in) -> (n, B, out), optional sigmoid output."""
+
+    def __init__(
+        self,
+        n: int,
+        in_features: int,
+        hidden: Sequence[int],
+        out_features: int,
+        sigmoid_output: bool = False,
+        fan_in: Sequence[int] | None = None,
+    ):
+        super().__init__()
+        widths = [in_features, *hidden, out_features]
+        self.layers = nn.ModuleList(
+            StackedLinear(n, w_in, w_out, fan_in if i == 0 else None)
+            for i, (w_in, w_out) in enumerate(itertools.pairwise(widths))
+        )
+        self.sigmoid_output = sigmoid_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        x = self.layers[-1](x)
+        return torch.sigmoid(x) if self.sigmoid_output else x
+
+    def select(self, agents: Sequence[int]) -> StackedMLP:
+        """A copy holding only the networks of `agents` (indices into the stack)."""
+        index = torch.tensor(list(agents), device=self.layers[0].weight.device)
+        subset = copy.deepcopy(self)
+        for layer in subset.layers:
+            layer.weight = nn.Parameter(layer.weight.detach()[index].clone())
+            layer.bias = nn.Parameter(layer.bias.detach()[index].clone())
+        return subset
