@@ -107,35 +107,47 @@ class Maddpg:
         x = self.critic_input(obs, act)
         return critic(x.expand(self.n_learners, *x.shape)).squeeze(-1)
 
-    def update(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """One MADDPG update of every learning agent on `batch` -> (critic_loss, actor_loss), each (n_learners,)."""
-        cfg, n = self.cfg, self.n_learners
+    def critic_losses(self, batch: Batch) -> torch.Tensor:
+        """Every learner's TD loss -> (n_learners,). Targets use the target actors of *all* agents."""
+        n = self.n_learners
         with torch.no_grad():
-            next_act = self.joint_actions(batch.next_obs, target=True)  # (B, N, A): target actors of all agents
+            next_act = self.joint_actions(batch.next_obs, target=True)  # (B, N, A)
             q_next = self.q_values(self.target_critic, batch.next_obs, next_act)  # (n, B)
             # Episodes end by time-limit truncation, which is not terminal: `terminal` is 0 there and
             # the target bootstraps from the true final observation stored as next_obs.
-            target = batch.rew[:, :n].T + cfg.gamma * (1.0 - batch.terminal) * q_next
+            target = batch.rew[:, :n].T + self.cfg.gamma * (1.0 - batch.terminal) * q_next
         q = self.q_values(self.critic, batch.obs, batch.act)
-        critic_loss = (q - target).pow(2).mean(dim=1)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.sum().backward()  # agents are independent: the sum's gradient is each agent's own
-        self.critic_opt.step()
+        return (q - target).pow(2).mean(dim=1)
 
-        # Critic i scores agent i's current-policy action with the other agents' buffer actions.
+    def actor_losses(self, batch: Batch) -> torch.Tensor:
+        """Every learner's policy loss -> (n_learners,): critic i scores agent i's current-policy
+        action together with the other agents' buffer actions (Lowe et al. 2017)."""
+        n = self.n_learners
         policy = self.learner_actions(batch.obs).transpose(0, 1)  # (n, B, A)
         joint = torch.where(self.own_slot, policy.unsqueeze(2), batch.act.unsqueeze(0))  # (n, B, N, A)
         x_obs = batch.obs.flatten(1)[:, self.obs_cols]  # (B, D_obs)
         x = torch.cat([x_obs.expand(n, *x_obs.shape), joint.flatten(2)], dim=2)
-        self.critic.requires_grad_(False)  # the actor loss trains actors only
-        actor_loss = -self.critic(x).squeeze(-1).mean(dim=1)
+        return -self.critic(x).squeeze(-1).mean(dim=1)
+
+    def update(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One MADDPG update of every learning agent -> (critic_loss, actor_loss), each (n_learners,).
+
+        Agents are independent, so the gradient of a summed loss is each agent's own gradient.
+        """
+        critic_loss = self.critic_losses(batch)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.sum().backward()
+        self.critic_opt.step()
+
+        self.critic.requires_grad_(False)  # the actor loss trains the actors only
+        actor_loss = self.actor_losses(batch)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.sum().backward()
         self.actor_opt.step()
         self.critic.requires_grad_(True)
 
         self.updates += 1
-        if self.updates % cfg.target_update_every == 0:
+        if self.updates % self.cfg.target_update_every == 0:
             self.soft_update()
         return critic_loss.detach(), actor_loss.detach()
 

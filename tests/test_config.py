@@ -1,0 +1,69 @@
+"""Configuration: defaults, files, overrides and the one-line errors that stop a bad run early."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from maddpg.config import ConfigError, PreyMode, load_config
+
+
+def test_defaults_are_the_studys_hyperparameters():
+    cfg = load_config()
+    m, ex = cfg.maddpg, cfg.explore
+    assert (m.actor_lr, m.critic_lr, m.gamma, m.tau, m.target_update_every) == (1e-3, 1e-4, 0.95, 0.01, 10)
+    assert (m.batch_size, m.buffer_size, m.hidden, m.updates_per_step) == (256, 500_000, [64, 64], 1.0)
+    assert (ex.epsilon, ex.noise_std, ex.decay, ex.floor) == (0.1, 0.1, 5e-7, 0.05)
+    assert (cfg.env.num_adversaries, cfg.env.num_good, cfg.env.num_obstacles, cfg.env.max_cycles) == (3, 1, 2, 50)
+    assert (cfg.train.eval_every, cfg.train.eval_episodes) == (1000, 20)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_file_loads(path):
+    load_config(str(path))
+
+
+def test_overrides_apply_over_the_file_with_types():
+    cfg = load_config(str(ROOT / "configs" / "smoke.yaml"), ["maddpg.hidden=[8,4]", "prey.mode=random"])
+    assert cfg.maddpg.hidden == [8, 4] and cfg.prey.mode is PreyMode.random
+    assert cfg.train.total_steps == 600  # from the file
+    assert cfg.n_learners == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, names",
+    [
+        (["train.totl_steps=5"], "train.totl_steps"),
+        (["maddpg.batch_size=big"], "maddpg.batch_size"),
+        (["prey.mode=sleepy"], "prey.mode"),
+        (["maddpg.actor_lr=-1e-3"], "maddpg.actor_lr"),
+        (["maddpg.batch_size=1000", "maddpg.buffer_size=100", "maddpg.learning_starts=100"], "maddpg.buffer_size"),
+        (["explore.epsilon=1.5"], "explore.epsilon"),
+        (["train.total_steps=0"], "train.total_steps"),
+        (["prey.mode=fixed"], "prey.checkpoint"),
+        (["prey.mode=fixed", "prey.checkpoint=no/such/prey.pt"], "no/such/prey.pt"),
+        (["total_steps"], "key=value"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, names):
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")) as info:
+        load_config(None, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/nope.yaml")
+
+
+def test_cli_error_exits_2_with_one_line_before_creating_the_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), f"run.dir={tmp_path}", "run.name=x", "maddpg.gamma=2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "maddpg.gamma" in result.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,142 @@
+"""The MADDPG math: targets, losses, which parameters each loss reaches, soft updates, exploration."""
+
+import copy
+
+import torch
+
+from conftest import random_batch, toy_learner
+from maddpg.config import ExploreConfig
+from maddpg.learner import exploration_scale, explore
+
+OBS_DIMS = (6, 6, 6, 5)
+
+
+def reference_losses(learner, batch):
+    """MADDPG written per agent with plain loops, as in the paper, to check the stacked version."""
+    n, gamma = learner.n_learners, learner.cfg.gamma
+
+    def actor_k(actor, k, obs):  # agent k's own network on its own observation
+        x = obs[:, k]
+        for i, layer in enumerate(actor.layers):
+            x = x @ layer.weight[k] + layer.bias[k]
+            x = torch.relu(x) if i < len(actor.layers) - 1 else torch.sigmoid(x)
+        return x
+
+    def critic_k(critic, k, obs, act):
+        flat = obs.flatten(1)[:, learner.obs_cols]
+        x = torch.cat([flat, act.flatten(1)], dim=1)
+        for i, layer in enumerate(critic.layers):
+            x = x @ layer.weight[k] + layer.bias[k]
+            x = torch.relu(x) if i < len(critic.layers) - 1 else x
+        return x.squeeze(-1)
+
+    with torch.no_grad():
+        next_act = torch.stack([actor_k(learner.target_actor, k, batch.next_obs) for k in range(n)], dim=1)
+        critic_losses = []
+        for i in range(n):
+            y = batch.rew[:, i] + gamma * critic_k(learner.target_critic, i, batch.next_obs, next_act)
+            critic_losses.append(((critic_k(learner.critic, i, batch.obs, batch.act) - y) ** 2).mean())
+        actor_losses = []
+        for i in range(n):
+            act = batch.act.clone()
+            act[:, i] = actor_k(learner.actor, i, batch.obs)
+            actor_losses.append(-critic_k(learner.critic, i, batch.obs, act).mean())
+    return torch.stack(critic_losses), torch.stack(actor_losses)
+
+
+def perturb(module, agent=None):
+    with torch.no_grad():
+        for p in module.parameters():
+            target = p if agent is None else p[agent]
+            target.add_(0.3 * torch.randn_like(target))
+
+
+def test_stacked_losses_equal_the_per_agent_reference():
+    learner = toy_learner()
+    perturb(learner.target_actor)  # targets differ from the online networks
+    perturb(learner.target_critic)
+    batch = random_batch(32, OBS_DIMS)
+    critic_ref, actor_ref = reference_losses(learner, batch)
+    torch.testing.assert_close(learner.critic_losses(batch), critic_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(learner.actor_losses(batch), actor_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_critic_target_uses_target_actors_of_all_agents_on_next_obs():
+    learner = toy_learner()
+    batch = random_batch(16, OBS_DIMS)
+    base = learner.critic_losses(batch).detach()
+
+    other = copy.deepcopy(learner)
+    perturb(other.target_actor, agent=3)  # another agent's target actor changes agent 0's target
+    assert not torch.allclose(other.critic_losses(batch)[0], base[0])
+
+    other = copy.deepcopy(learner)
+    perturb(other.actor, agent=3)  # the online actors play no part in the critic loss
+    assert torch.equal(other.critic_losses(batch).detach(), base)
+
+    changed_next = batch._replace(next_obs=batch.next_obs.flip(0))
+    assert not torch.allclose(learner.critic_losses(changed_next).detach(), base)
+
+
+def test_actor_loss_gradient_reaches_only_its_own_actor():
+    learner = toy_learner()
+    batch = random_batch(16, OBS_DIMS)
+    for i in range(learner.n_learners):
+        learner.actor.zero_grad(set_to_none=False)
+        learner.critic.zero_grad(set_to_none=False)
+        learner.actor_losses(batch)[i].backward()
+        for p in learner.actor.parameters():
+            norms = p.grad.flatten(1).norm(dim=1)
+            assert norms[i] > 0
+            assert torch.count_nonzero(norms) == 1, f"agent {i}'s actor loss reached other actors"
+
+
+def test_update_trains_actors_and_critics_and_leaves_targets_to_the_soft_update():
+    learner = toy_learner()
+    learner.cfg.target_update_every = 2
+    before = copy.deepcopy(learner)
+    batch = random_batch(16, OBS_DIMS)
+    learner.update(batch)
+    assert not torch.equal(learner.actor.layers[0].weight, before.actor.layers[0].weight)
+    assert not torch.equal(learner.critic.layers[0].weight, before.critic.layers[0].weight)
+    assert torch.equal(learner.target_critic.layers[0].weight, before.target_critic.layers[0].weight)
+    assert all(p.requires_grad for p in learner.critic.parameters())
+    learner.update(batch)  # second update: soft update with tau
+    tau = learner.cfg.tau
+    expected = (1 - tau) * before.target_critic.layers[0].weight + tau * learner.critic.layers[0].weight
+    torch.testing.assert_close(learner.target_critic.layers[0].weight, expected)
+
+
+def test_terminal_transitions_do_not_bootstrap():
+    learner = toy_learner()
+    batch = random_batch(8, OBS_DIMS)
+    done = batch._replace(terminal=torch.ones(8))
+    q = learner.q_values(learner.critic, batch.obs, batch.act).detach()
+    expected = ((q - batch.rew.T) ** 2).mean(dim=1)
+    torch.testing.assert_close(learner.critic_losses(done).detach(), expected)
+
+
+def test_random_prey_fills_the_prey_slots():
+    learner = toy_learner(n_learners=3, prey="random")
+    obs = random_batch(4, OBS_DIMS).obs
+    acts = learner.act(obs)
+    assert acts.shape == (4, 4, 5)
+    torch.testing.assert_close(acts[:, :3], learner.learner_actions(obs))
+
+
+def test_exploration_stays_in_bounds_and_uses_both_mechanisms():
+    g = torch.Generator().manual_seed(0)
+    actions = torch.full((2000, 3, 5), 0.98)
+    out = explore(actions, epsilon=0.5, noise_std=0.1, generator=g)
+    assert out.min() >= 0 and out.max() <= 1
+    uniform_rows = (out < 0.6).any(-1).float().mean()  # uniform actions fall far below 0.98
+    assert 0.4 < uniform_rows < 0.6
+    assert torch.equal(explore(actions, 0.0, 0.0, g), actions)
+
+
+def test_exploration_decays_linearly_to_the_floor():
+    cfg = ExploreConfig(epsilon=0.1, noise_std=0.1, decay=5e-7, floor=0.05)
+    assert exploration_scale(0.1, cfg, 0) == 0.1
+    assert abs(exploration_scale(0.1, cfg, 50_000) - 0.075) < 1e-12
+    assert exploration_scale(0.1, cfg, 10**7) == 0.05
+    assert exploration_scale(0.0, cfg, 0) == 0.0  # switched off stays off: the floor never raises it

@@ -1,0 +1,53 @@
+"""Prey that do not learn: prey files, loading checks, and targets that equal the loaded actor."""
+
+import pytest
+import torch
+
+from conftest import random_batch
+from maddpg.config import ConfigError, EnvConfig, load_config
+from maddpg.learner import Maddpg
+from maddpg.networks import StackedMLP
+from maddpg.prey import load_prey, prey_payload
+
+OBS_DIMS = (16, 16, 16, 14)
+
+
+def write_prey(path, env=None, seed=5):
+    env = env or EnvConfig()
+    torch.manual_seed(seed)
+    actor = StackedMLP(env.num_good, 16, [8, 8], 5, sigmoid_output=True)
+    torch.save(prey_payload(actor, env, obs_dim=16, act_dim=5, hidden=[8, 8]), path)
+    return actor
+
+
+def test_loaded_prey_acts_like_the_saved_actor_and_is_frozen(tmp_path):
+    saved = write_prey(tmp_path / "prey.pt")
+    prey = load_prey(str(tmp_path / "prey.pt"), EnvConfig(), obs_dim=16, act_dim=5, device="cpu")
+    obs = torch.randn(7, 1, 16)
+    torch.testing.assert_close(prey.act(obs), saved(obs.transpose(0, 1)).transpose(0, 1))
+    assert not any(p.requires_grad for p in prey.parameters())
+
+
+def test_critic_targets_use_the_loaded_prey_not_a_random_init(tmp_path):
+    """The study's implementation copied target networks before loading the prey, so its critics
+    bootstrapped with a random prey. Here a fixed prey's target action is the loaded actor's."""
+    saved = write_prey(tmp_path / "prey.pt")
+    prey = load_prey(str(tmp_path / "prey.pt"), EnvConfig(), obs_dim=16, act_dim=5, device="cpu")
+    cfg = load_config(None, ["maddpg.hidden=[8,8]"]).maddpg
+    learner = Maddpg(list(OBS_DIMS), 5, 3, cfg, prey, torch.Generator().manual_seed(0))
+    next_obs = random_batch(9, OBS_DIMS).next_obs
+    target_prey_action = learner.joint_actions(next_obs, target=True)[:, 3]
+    expected = saved(next_obs[:, 3:].transpose(0, 1)).transpose(0, 1)[:, 0]
+    torch.testing.assert_close(target_prey_action, expected)
+
+
+def test_prey_for_other_teams_is_refused(tmp_path):
+    write_prey(tmp_path / "prey.pt", env=EnvConfig(num_adversaries=2))
+    with pytest.raises(ConfigError, match="trained for"):
+        load_prey(str(tmp_path / "prey.pt"), EnvConfig(), obs_dim=16, act_dim=5, device="cpu")
+
+
+def test_a_file_that_is_not_a_prey_file_is_refused(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="not a prey file"):
+        load_prey(str(tmp_path / "other.pt"), EnvConfig(), obs_dim=16, act_dim=5, device="cpu")

@@ -1,0 +1,93 @@
+"""The real entry point at toy scale: run directories, determinism, resume, a fixed prey."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train
+from conftest import ROOT
+from maddpg.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.metrics import read_rows
+
+TIME_FIELDS = {"wall_clock", "steps_per_s", "update_time_share"}
+
+
+def learner_state(run_dir):
+    return load_checkpoint(list_checkpoints(run_dir)[-1])["learner"]
+
+
+def assert_same_weights(a, b):
+    for net in ("actor", "critic", "target_actor", "target_critic"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs"
+
+
+def untimed(rows):
+    return [{k: v for k, v in row.items() if k not in TIME_FIELDS} for row in rows]
+
+
+def test_entry_point_writes_a_complete_run_directory(tmp_path):
+    cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs/smoke.yaml")]
+    result = subprocess.run([*cmd, f"run.dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "smoke"
+    for name in ("config.yaml", "metrics.jsonl", "learning_curve.png", "prey.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt_000000000300.pt", "ckpt_000000000600.pt"]
+    rows = read_rows(run)
+    assert [r["env_steps"] for r in rows] == [0, 200, 400, 600]
+    for key in ("predator_return", "capture_rate", "prey_return", "wall_clock", "critic_loss", "actor_loss"):
+        assert key in rows[-1], key
+    assert rows[-1]["steps_per_s"] > 0
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    assert state["progress"]["env_steps"] == 600 and state["learner"]["updates"] == 600 - 64 + 1
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, run_args):
+    train.main(run_args("a"))
+    train.main(run_args("b"))
+    train.main(run_args("c", "train.seed=1"))
+    a, b, c = (learner_state(tmp_path / n) for n in "abc")
+    assert_same_weights(a, b)
+    assert not torch.equal(a["actor"]["layers.0.weight"], c["actor"]["layers.0.weight"])
+    assert untimed(read_rows(tmp_path / "a")) == untimed(read_rows(tmp_path / "b"))
+
+
+def test_resume_continues_exactly(tmp_path, run_args):
+    common = ("train.checkpoint_buffer=true", "prey.mode=random")
+    train.main(run_args("straight", *common))
+    train.main(run_args("halves", *common, "train.total_steps=300"))
+    rows_before = read_rows(tmp_path / "halves")
+    train.main(["--resume", str(tmp_path / "halves"), "train.total_steps=600", "run.progress=false"])
+    assert_same_weights(learner_state(tmp_path / "straight"), learner_state(tmp_path / "halves"))
+    straight, halves = read_rows(tmp_path / "straight"), read_rows(tmp_path / "halves")
+    assert [r["env_steps"] for r in halves] == [0, 200, 400, 600]
+    assert untimed(halves) == untimed(straight)
+    assert halves[: len(rows_before)] == rows_before
+
+
+def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path, run_args):
+    train.main(run_args("r", "train.total_steps=400"))
+    run = tmp_path / "r"
+    for old in list_checkpoints(run)[1:]:
+        old.unlink()  # as if the run died after its step-300 checkpoint but logged the row at 400
+    train.main(["--resume", str(run), "run.progress=false", "train.total_steps=600"])
+    assert [r["env_steps"] for r in read_rows(run)] == [0, 200, 400, 600]
+
+
+def test_fixed_prey_from_a_trained_run(tmp_path, run_args):
+    train.main(run_args("teacher", "train.total_steps=100"))
+    prey_file = tmp_path / "teacher" / "prey.pt"
+    train.main(run_args("student", "prey.mode=fixed", f"prey.checkpoint={prey_file}", "train.total_steps=200"))
+    state = learner_state(tmp_path / "student")
+    assert state["actor"]["layers.0.weight"].shape[0] == 3  # only the predators learn
+
+
+def test_existing_run_directory_is_not_overwritten(run_args):
+    train.main(run_args("once", "train.total_steps=50"))
+    with pytest.raises(SystemExit) as info:
+        train.main(run_args("once", "train.total_steps=50"))
+    assert info.value.code == 2
