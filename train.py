@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from maddpg.config import Config, ConfigError, PreyMode, exit_on_error, load_con
 from maddpg.envs import Mpe2VecEnv
 from maddpg.evaluate import evaluate
 from maddpg.learner import Maddpg, exploration_scale
-from maddpg.metrics import MetricsLog, read_rows
+from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.plots import plot_learning_curve
 from maddpg.prey import RandomPrey, load_prey, prey_payload
 
@@ -39,7 +39,7 @@ CHECKPOINT_VERSION = 1
 
 @dataclass
 class Progress:
-    """Counters and running sums that a checkpoint must carry for an exact resume."""
+    """The counters a checkpoint carries for an exact resume."""
 
     env_steps: int = 0  # transitions collected, all env copies together
     episode: int = 0  # index of the current training episode (seeds its start states)
@@ -47,12 +47,6 @@ class Progress:
     next_eval: int = 0
     next_checkpoint: int = 0
     update_credit: float = 0.0  # fractional updates owed by the updates_per_step schedule
-    # Sums since the last evaluation row:
-    critic_loss: list[float] = field(default_factory=list)
-    actor_loss: list[float] = field(default_factory=list)
-    updates: int = 0
-    episode_returns: float = 0.0  # predator return of finished training episodes (with exploration)
-    episodes_done: int = 0
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -118,19 +112,19 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         exit_on_error(error)
 
-    progress = Progress()
-    if resume_from is not None:
+    progress, tally = Progress(next_checkpoint=cfg.train.checkpoint_every), Tally(env.agent_names[: cfg.n_learners])
+    if resume_from is None:
+        run_dir.mkdir(parents=True)
+    else:
         state = load_checkpoint(resume_from, device)
         learner.load_state_dict(state["learner"])
         buffer.load_state_dict(state["buffer"])
         progress = Progress(**state["progress"])
-    else:
-        run_dir.mkdir(parents=True)
-        progress.next_checkpoint = cfg.train.checkpoint_every
+        tally.load_state_dict(state["tally"])
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     metrics = MetricsLog(run_dir, resume_step=None if resume_from is None else progress.env_steps)
     try:
-        train(cfg, run_dir, env, eval_env, learner, buffer, progress, metrics)
+        train(cfg, run_dir, env, eval_env, learner, buffer, progress, tally, metrics)
     finally:
         metrics.close()
     plot_learning_curve(read_rows(run_dir), run_dir / "learning_curve.png")
@@ -143,53 +137,31 @@ def train(
     eval_env: Mpe2VecEnv,
     learner: Maddpg,
     buffer: ReplayBuffer,
-    progress: Progress,
+    p: Progress,
+    tally: Tally,
     metrics: MetricsLog,
 ) -> None:
-    seed, rank, p = cfg.train.seed, 0, progress
+    seed, rank = cfg.train.seed, 0
     n_envs, k = env.n_envs, cfg.env.num_adversaries
-    timers = {"env": 0.0, "update": 0.0, "eval": 0.0}
-    losses = torch.zeros(2, cfg.n_learners)  # critic, actor sums since the last row
-    if p.critic_loss:
-        losses = torch.tensor([p.critic_loss, p.actor_loss])
-    episode_return = torch.zeros(n_envs)
     bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not cfg.run.progress, unit="step")
-    start, last_row_time, last_row_steps = time.perf_counter() - p.wall_clock, None, p.env_steps
+    start = time.perf_counter() - p.wall_clock
 
     def log_row() -> None:
-        nonlocal last_row_time, last_row_steps
-        t0 = time.perf_counter()
         row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, seed)}
-        timers["eval"] += time.perf_counter() - t0
-        now = time.perf_counter()
-        row["wall_clock"] = now - start
-        if last_row_time is not None:
-            row["steps_per_s"] = (p.env_steps - last_row_steps) / (now - last_row_time - timers["eval"])
-        busy = timers["env"] + timers["update"]
-        row["update_time_share"] = timers["update"] / busy if busy else 0.0
-        if p.updates:
-            mean = (losses / p.updates).tolist()
-            row["critic_loss"], row["actor_loss"] = sum(mean[0]) / len(mean[0]), sum(mean[1]) / len(mean[1])
-            for i, name in enumerate(env.agent_names[: cfg.n_learners]):
-                row[f"critic_loss/{name}"], row[f"actor_loss/{name}"] = mean[0][i], mean[1][i]
-        if p.episodes_done:
-            row["train_predator_return"] = p.episode_returns / p.episodes_done
-        metrics.log(row)
+        row["wall_clock"] = time.perf_counter() - start
+        metrics.log(row | tally.summary())
+        tally.reset()
         bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
-        losses.zero_()
-        p.updates, p.episode_returns, p.episodes_done = 0, 0.0, 0
-        last_row_time, last_row_steps = time.perf_counter(), p.env_steps
-        timers.update(env=0.0, update=0.0, eval=0.0)
 
     def save() -> None:
         p.wall_clock = time.perf_counter() - start
-        p.critic_loss, p.actor_loss = losses.tolist()
         state = {
             "version": CHECKPOINT_VERSION,
             "config": to_dict(cfg),
             "learner": learner.state_dict(),
             "buffer": buffer.state_dict(include_data=cfg.train.checkpoint_buffer),
             "progress": asdict(p),
+            "tally": tally.state_dict(),
         }
         save_checkpoint(state, run_dir, p.env_steps, cfg.train.keep_checkpoints)
 
@@ -197,37 +169,33 @@ def train(
         log_row()  # the untrained policy, as the curve's first point
         p.next_eval = cfg.train.eval_every
     terminal = torch.zeros(n_envs, device=env.device)  # simple_tag episodes only end by truncation
+    episode_return = torch.zeros(n_envs, device=env.device)  # predators' sum, per env copy
     obs = env.reset((seed + rank, seeding.ENV_TRAIN, p.episode))
     while p.env_steps < cfg.train.total_steps:
-        t0 = time.perf_counter()
-        epsilon = exploration_scale(cfg.explore.epsilon, cfg.explore, p.env_steps)
-        noise_std = exploration_scale(cfg.explore.noise_std, cfg.explore, p.env_steps)
-        action = learner.act(obs, epsilon, noise_std)  # (E, N, A)
-        next_obs, reward, truncated = env.step(action)
-        buffer.add(Batch(obs, action, reward, next_obs, terminal))
-        obs = next_obs
-        p.env_steps += n_envs
-        episode_return += reward[:, :k].sum(1).cpu()
-        t1 = time.perf_counter()
-        timers["env"] += t1 - t0
+        with tally.timer("env"):
+            epsilon = exploration_scale(cfg.explore.epsilon, cfg.explore, p.env_steps)
+            noise_std = exploration_scale(cfg.explore.noise_std, cfg.explore, p.env_steps)
+            action = learner.act(obs, epsilon, noise_std)  # (E, N, A)
+            next_obs, reward, truncated = env.step(action)
+            buffer.add(Batch(obs, action, reward, next_obs, terminal))
+            obs = next_obs
+            episode_return += reward[:, :k].sum(1)
+            p.env_steps += n_envs
+            tally.steps += n_envs
 
-        if buffer.size >= cfg.maddpg.learning_starts:
-            p.update_credit += n_envs * cfg.maddpg.updates_per_step
-            while p.update_credit >= 1.0:
-                critic_loss, actor_loss = learner.update(buffer.sample(cfg.maddpg.batch_size))
-                losses[0] += critic_loss.cpu()
-                losses[1] += actor_loss.cpu()
-                p.updates += 1
-                p.update_credit -= 1.0
-        timers["update"] += time.perf_counter() - t1
+        with tally.timer("update"):
+            if buffer.size >= cfg.maddpg.learning_starts:
+                p.update_credit += n_envs * cfg.maddpg.updates_per_step
+                while p.update_credit >= 1.0:
+                    tally.add_update(*learner.update(buffer.sample(cfg.maddpg.batch_size)))
+                    p.update_credit -= 1.0
         bar.update(n_envs)
 
         if p.env_steps >= p.next_eval:
             log_row()
             p.next_eval += cfg.train.eval_every
         if truncated:
-            p.episode_returns += episode_return.sum().item()
-            p.episodes_done += n_envs
+            tally.add_episodes(episode_return)
             episode_return.zero_()
             p.episode += 1
             if p.env_steps >= p.next_checkpoint:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -176,6 +177,14 @@ def validate(cfg: Config) -> None:
         _require(getattr(tr, key) >= 1, f"train.{key} must be >= 1, got {getattr(tr, key)}")
     _require(tr.seed >= 0, f"train.seed must be >= 0, got {tr.seed}")
     _require(cfg.run.threads >= 0, "run.threads must be >= 0 (0 keeps PyTorch's default)")
+    try:
+        device = torch.device(cfg.run.device)
+    except RuntimeError:
+        raise ConfigError(f"run.device={cfg.run.device} is not a device: use cpu, cuda or cuda:N") from None
+    _require(
+        device.type != "cuda" or torch.cuda.is_available(),
+        f"run.device={cfg.run.device} but PyTorch sees no CUDA device: set run.device=cpu",
+    )
     if cfg.prey.mode == PreyMode.fixed:
         _require(
             cfg.prey.checkpoint is not None,

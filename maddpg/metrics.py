@@ -1,10 +1,14 @@
-"""The metrics file (one JSON row per evaluation) and TensorBoard events of a run directory."""
+"""The metrics file (one JSON row per evaluation), its TensorBoard mirror, and the tallies behind a row."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 METRICS_FILE = "metrics.jsonl"
@@ -43,3 +47,53 @@ class MetricsLog:
     def close(self) -> None:
         self.file.close()
         self.tensorboard.close()
+
+
+class Tally:
+    """What happened since the last metrics row: losses, finished episodes, and time by stage."""
+
+    def __init__(self, agent_names: list[str]):
+        self.agent_names = agent_names  # the learning agents, in stack order
+        self.reset()
+
+    def reset(self) -> None:
+        self.losses = torch.zeros(2, len(self.agent_names))  # critic, actor: sums over updates
+        self.updates, self.steps, self.episodes, self.episode_return = 0, 0, 0, 0.0
+        self.seconds = {"env": 0.0, "update": 0.0}
+
+    @contextmanager
+    def timer(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds[stage] += time.perf_counter() - start
+
+    def add_update(self, critic_loss: torch.Tensor, actor_loss: torch.Tensor) -> None:
+        """Per-agent losses (n_learners,) of one update."""
+        self.losses += torch.stack([critic_loss, actor_loss]).cpu()
+        self.updates += 1
+
+    def add_episodes(self, predator_returns: torch.Tensor) -> None:
+        """Predator returns (E,) of finished training episodes (with exploration)."""
+        self.episodes += predator_returns.numel()
+        self.episode_return += predator_returns.sum().item()
+
+    def summary(self) -> dict[str, float]:
+        """steps_per_s counts acting, env stepping and updates (not evaluation);
+        update_time_share is the part of that time spent in updates."""
+        busy = self.seconds["env"] + self.seconds["update"]
+        row = {"steps_per_s": self.steps / busy, "update_time_share": self.seconds["update"] / busy} if busy else {}
+        if self.updates:
+            critic, actor = (self.losses / self.updates).tolist()
+            row["critic_loss"], row["actor_loss"] = sum(critic) / len(critic), sum(actor) / len(actor)
+            for name, c, a in zip(self.agent_names, critic, actor, strict=True):
+                row[f"critic_loss/{name}"], row[f"actor_loss/{name}"] = c, a
+        if self.episodes:
+            row["train_predator_return"] = self.episode_return / self.episodes
+        return row
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("losses", "updates", "steps", "episodes", "episode_return", "seconds")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)

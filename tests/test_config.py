@@ -44,6 +44,7 @@ def test_overrides_apply_over_the_file_with_types():
         (["prey.mode=fixed"], "prey.checkpoint"),
         (["prey.mode=fixed", "prey.checkpoint=no/such/prey.pt"], "no/such/prey.pt"),
         (["total_steps"], "key=value"),
+        (["run.device=gpu"], "run.device"),
     ],
 )
 def test_bad_values_name_the_key(overrides, names):

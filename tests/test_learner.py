@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 
 from conftest import random_batch, toy_learner
@@ -140,3 +141,14 @@ def test_exploration_decays_linearly_to_the_floor():
     assert abs(exploration_scale(0.1, cfg, 50_000) - 0.075) < 1e-12
     assert exploration_scale(0.1, cfg, 10**7) == 0.05
     assert exploration_scale(0.0, cfg, 0) == 0.0  # switched off stays off: the floor never raises it
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_update_matches_cpu():
+    cpu, gpu = toy_learner(), toy_learner(device="cuda")
+    batch = random_batch(64, OBS_DIMS)
+    for _ in range(3):
+        cpu.update(batch)
+        gpu.update(batch._replace(**{k: v.cuda() for k, v in batch._asdict().items()}))
+    for a, b in zip(cpu.actor.parameters(), gpu.actor.parameters(), strict=True):
+        torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)
