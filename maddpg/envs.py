@@ -16,21 +16,27 @@ CONTACT_REWARD = 10.0  # every predator gets this per (predator, prey) pair in c
 
 
 class Mpe2VecEnv:
-    """`n_envs` copies of mpe2 `simple_tag_v3` (continuous actions), reset together.
+    """`n_envs` copies of mpe2 `simple_tag_v3` (continuous actions, or discrete ones), reset together.
 
     Agents follow mpe2's order: predators `adversary_*` first, then prey `agent_*`.
     Observations are zero-padded to the widest agent; `obs_dims` holds the real widths.
     Every copy truncates after `max_cycles` steps, so all copies end episodes together.
     """
 
-    def __init__(self, cfg: EnvConfig, device: torch.device | str = "cpu", render_mode: str | None = None):
+    def __init__(
+        self,
+        cfg: EnvConfig,
+        device: torch.device | str = "cpu",
+        render_mode: str | None = None,
+        continuous_actions: bool = True,
+    ):
         self.envs = [
             simple_tag_v3.parallel_env(
                 num_good=cfg.num_good,
                 num_adversaries=cfg.num_adversaries,
                 num_obstacles=cfg.num_obstacles,
                 max_cycles=cfg.max_cycles,
-                continuous_actions=True,
+                continuous_actions=continuous_actions,
                 dynamic_rescaling=False,  # drawing only; its default changed between mpe2 releases
                 render_mode=render_mode,
             )
@@ -42,7 +48,7 @@ class Mpe2VecEnv:
         self.n_envs, self.n_agents = cfg.n_envs, len(self.agent_names)
         self.num_adversaries, self.max_cycles = cfg.num_adversaries, cfg.max_cycles
         self.obs_dim, self.act_dim = max(self.obs_dims), ACT_DIM
-        self.device = torch.device(device)
+        self.device, self.continuous_actions = torch.device(device), continuous_actions
         self._obs = np.zeros((self.n_envs, self.n_agents, self.obs_dim), dtype=np.float32)
         self._rew = np.zeros((self.n_envs, self.n_agents), dtype=np.float32)
         self.t = 0
@@ -58,10 +64,11 @@ class Mpe2VecEnv:
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """actions (E, N, 5) in [0, 1] -> next_obs (E, N, O), reward (E, N), truncated.
 
+        Discrete actions (`continuous_actions=False`) are (E, N) ints in 0..4.
         `next_obs` is the true next observation, also on the last step of an episode;
         after `truncated` the caller calls `reset` before stepping again.
         """
-        acts = actions.detach().to("cpu", torch.float32).numpy()
+        acts = actions.detach().to("cpu", torch.float32 if self.continuous_actions else torch.int64).numpy()
         for e, env in enumerate(self.envs):
             obs, rew, _, _, _ = env.step({name: acts[e, i] for i, name in enumerate(self.agent_names)})
             self._write_obs(e, obs)
@@ -70,6 +77,28 @@ class Mpe2VecEnv:
         next_obs = torch.from_numpy(self._obs.copy()).to(self.device)
         reward = torch.from_numpy(self._rew.copy()).to(self.device)
         return next_obs, reward, self.t >= self.max_cycles
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """Positions and velocities (E, N+L, 2) float64, agents then obstacles, and the step counter `t` (0-dim)."""
+        worlds = [env.unwrapped.world for env in self.envs]
+        pos = np.stack([[entity.state.p_pos for entity in w.entities] for w in worlds])
+        vel = np.stack([[entity.state.p_vel for entity in w.entities] for w in worlds])
+        return {
+            "pos": torch.from_numpy(pos).to(self.device),
+            "vel": torch.from_numpy(vel).to(self.device),
+            "t": torch.tensor(self.t),
+        }
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from `state` (as `get_state` returns it, from either backend), also after truncation."""
+        pos, vel = (state[key].detach().to("cpu", torch.float64).numpy() for key in ("pos", "vel"))
+        self.t = int(state["t"])
+        for env, env_pos, env_vel in zip(self.envs, pos, vel, strict=True):
+            env.reset()  # restarts the episode bookkeeping (agents, truncations); the state is overwritten next
+            raw = env.unwrapped
+            for entity, p, v in zip(raw.world.entities, env_pos, env_vel, strict=True):
+                entity.state.p_pos, entity.state.p_vel = p.copy(), v.copy()
+            raw.steps = self.t  # mpe2 truncates when its own counter reaches max_cycles
 
     def render(self, copy: int = 0) -> np.ndarray:
         """One frame (700, 700, 3) uint8 of a copy; needs render_mode='rgb_array'."""
