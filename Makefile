@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 ARGS   ?=
 
-.PHONY: install train test lint format clean
+.PHONY: install train test bench lint format clean
 
 install: $(STAMP)
 
@@ -21,6 +21,9 @@ train: $(STAMP)  ## the default run; pass overrides with ARGS="train.total_steps
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)  ## writes runs/bench.json
+	$(PY) -m maddpg.bench --out runs/bench.json $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

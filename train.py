@@ -7,7 +7,7 @@
 
 Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
 config.yaml, metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/,
-learning_curve.png, and prey.pt when the prey learned (usable as prey.mode=fixed).
+learning_curve.png, episode.gif, and prey.pt when the prey learned (usable as prey.mode=fixed).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from maddpg import seeding
 from maddpg.buffer import Batch, ReplayBuffer
 from maddpg.checkpoint import list_checkpoints, load_checkpoint, save_atomic, save_checkpoint
 from maddpg.config import Config, ConfigError, PreyMode, exit_on_error, load_config, to_dict, to_yaml
-from maddpg.envs import Mpe2VecEnv
+from maddpg.envs import VecEnv, make_env
 from maddpg.evaluate import evaluate
 from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.plots import plot_learning_curve
 from maddpg.prey import RandomPrey, load_prey, prey_payload
+from maddpg.render import record_episode, render_states, write_gif
 
 CHECKPOINT_VERSION = 1
 
@@ -80,11 +81,11 @@ def resolve_config(args: argparse.Namespace, overrides: list[str]) -> tuple[Conf
     return cfg, run_dir, checkpoints[-1]
 
 
-def build(cfg: Config, device: torch.device) -> tuple[Mpe2VecEnv, Mpe2VecEnv, Maddpg, ReplayBuffer]:
+def build(cfg: Config, device: torch.device) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer]:
     """Envs, learner and buffer. Initial weights come from `train.seed` alone (identical on every rank)."""
     seed, rank = cfg.train.seed, 0
-    env = Mpe2VecEnv(cfg.env, device)
-    eval_env = Mpe2VecEnv(replace(cfg.env, n_envs=cfg.train.eval_episodes), device)
+    env = make_env(cfg.env, device)
+    eval_env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes), device)
     generator = seeding.generator(seed + rank, seeding.EXPLORE, device=device)
     if cfg.prey.mode == PreyMode.fixed:
         prey = load_prey(cfg.prey.checkpoint, cfg.env, env.obs_dim, env.act_dim, device)
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
 def train(
     cfg: Config,
     run_dir: Path,
-    env: Mpe2VecEnv,
-    eval_env: Mpe2VecEnv,
+    env: VecEnv,
+    eval_env: VecEnv,
     learner: Maddpg,
     buffer: ReplayBuffer,
     p: Progress,
@@ -209,6 +210,8 @@ def train(
     if cfg.prey.mode == PreyMode.learn:
         prey_actor = learner.actor.select(range(k, env.n_agents))
         save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), run_dir / "prey.pt")
+    if cfg.run.gif:
+        write_gif(render_states(record_episode(learner, cfg.env, seed), cfg.env), run_dir / "episode.gif")
 
 
 if __name__ == "__main__":

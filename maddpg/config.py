@@ -30,12 +30,13 @@ class PreyMode(StrEnum):
 
 
 class Backend(StrEnum):
-    mpe2 = "mpe2"
+    torch = "torch"  # the batched PyTorch twin: mpe2's semantics, all copies stepped as tensors
+    mpe2 = "mpe2"  # mpe2 itself, the reference, stepped copy by copy
 
 
 @dataclass
 class EnvConfig:
-    backend: Backend = Backend.mpe2  # mpe2 simple_tag_v3, stepped copy by copy
+    backend: Backend = Backend.torch  # torch (the twin, checked against mpe2 in the tests) or mpe2
     num_adversaries: int = 3  # predators
     num_good: int = 1  # prey
     num_obstacles: int = 2
@@ -89,6 +90,7 @@ class RunConfig:
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 keeps PyTorch's default
     progress: bool = True  # tqdm progress bar
+    gif: bool = True  # at the end, write episode.gif: one noise-free evaluation episode, drawn by mpe2
 
 
 @dataclass

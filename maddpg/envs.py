@@ -1,4 +1,4 @@
-"""Vectorised simple_tag: `n_envs` mpe2 copies stepped in lockstep, exchanging tensors."""
+"""Vectorised simple_tag backends behind one interface: mpe2 copies in lockstep, or the PyTorch twin."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import numpy as np
 import torch
 from mpe2 import simple_tag_v3
 
-from maddpg.config import EnvConfig
+from maddpg.config import Backend, EnvConfig
 from maddpg.seeding import derive_seeds
-
-ACT_DIM = 5  # continuous simple_tag actions: [no_action, left, right, down, up], each in [0, 1]
-CONTACT_REWARD = 10.0  # every predator gets this per (predator, prey) pair in contact
+from maddpg.twin import ACT_DIM, TorchTagEnv
 
 
 class Mpe2VecEnv:
@@ -107,3 +105,13 @@ class Mpe2VecEnv:
     def _write_obs(self, e: int, obs: dict[str, np.ndarray]) -> None:
         for i, name in enumerate(self.agent_names):
             self._obs[e, i, : self.obs_dims[i]] = obs[name]
+
+
+VecEnv = Mpe2VecEnv | TorchTagEnv
+
+
+def make_env(cfg: EnvConfig, device: torch.device | str = "cpu") -> VecEnv:
+    """The backend `cfg.backend` with `cfg.n_envs` copies; the twin simulates in float32 on `device`."""
+    if cfg.backend == Backend.torch:
+        return TorchTagEnv(cfg, device)
+    return Mpe2VecEnv(cfg, device)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from maddpg.envs import Mpe2VecEnv
+from maddpg.envs import VecEnv
 from maddpg.learner import Maddpg
 from maddpg.seeding import ENV_EVAL
 
 
 @torch.no_grad()
-def evaluate(learner: Maddpg, env: Mpe2VecEnv, seed: int) -> dict[str, float]:
+def evaluate(learner: Maddpg, env: VecEnv, seed: int) -> dict[str, float]:
     """Play one noise-free episode in each of `env`'s copies, from the same start states every call.
 
     predator_return: mean over episodes of the sum over predators of their episode rewards.

@@ -48,7 +48,7 @@ class Maddpg:
         generator: torch.Generator,
         device: torch.device | str = "cpu",
     ):
-        self.cfg, self.prey, self.generator = cfg, prey, generator
+        self.cfg, self.prey, self.generator, self.device = cfg, prey, generator, torch.device(device)
         self.n_agents, self.n_learners, self.act_dim = len(obs_dims), n_learners, act_dim
         self.obs_dim = max(obs_dims)
         # Columns of the flattened padded observations (N * O) that hold real values.

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 import torch
 
 from maddpg.config import EnvConfig
-from maddpg.envs import ACT_DIM, CONTACT_REWARD
 from maddpg.seeding import generator
+
+ACT_DIM = 5  # continuous simple_tag actions: [no_action, left, right, down, up], each in [0, 1]
+CONTACT_REWARD = 10.0  # every predator gets this per (predator, prey) pair in contact
 
 # mpe2's World constants.
 DT = 0.1

@@ -28,12 +28,15 @@ def untimed(rows):
     return [{k: v for k, v in row.items() if k not in TIME_FIELDS} for row in rows]
 
 
-def test_entry_point_writes_a_complete_run_directory(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "mpe2"])
+def test_entry_point_writes_a_complete_run_directory(tmp_path, backend):
     cmd = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs/smoke.yaml")]
-    result = subprocess.run([*cmd, f"run.dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [*cmd, f"run.dir={tmp_path}", f"env.backend={backend}"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "smoke"
-    for name in ("config.yaml", "metrics.jsonl", "learning_curve.png", "prey.pt"):
+    for name in ("config.yaml", "metrics.jsonl", "learning_curve.png", "episode.gif", "prey.pt"):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     assert [p.name for p in list_checkpoints(run)] == ["ckpt_000000000300.pt", "ckpt_000000000600.pt"]
@@ -56,8 +59,9 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, run_args):
     assert untimed(read_rows(tmp_path / "a")) == untimed(read_rows(tmp_path / "b"))
 
 
-def test_resume_continues_exactly(tmp_path, run_args):
-    common = ("train.checkpoint_buffer=true", "prey.mode=random")
+@pytest.mark.parametrize("backend", ["torch", "mpe2"])
+def test_resume_continues_exactly(tmp_path, run_args, backend):
+    common = ("train.checkpoint_buffer=true", "prey.mode=random", f"env.backend={backend}")
     train.main(run_args("straight", *common))
     train.main(run_args("halves", *common, "train.total_steps=300"))
     rows_before = read_rows(tmp_path / "halves")

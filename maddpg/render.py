@@ -1,0 +1,47 @@
+"""Episodes as GIFs: world states recorded on either backend, replayed through mpe2's renderer (headless)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from maddpg.config import EnvConfig
+from maddpg.envs import Mpe2VecEnv, make_env
+from maddpg.learner import Maddpg
+from maddpg.seeding import ENV_EVAL
+
+FRAME_MS = 100  # mpe2 renders at 10 frames per second
+
+
+@torch.no_grad()
+def record_episode(learner: Maddpg, cfg: EnvConfig, seed: int) -> list[dict[str, torch.Tensor]]:
+    """Play one noise-free episode (the first evaluation start state) on `cfg.backend`.
+
+    -> max_cycles + 1 world states: the start, then the state after every step.
+    """
+    env = make_env(replace(cfg, n_envs=1), learner.device)
+    obs = env.reset((seed, ENV_EVAL))
+    states, truncated = [env.get_state()], False
+    while not truncated:
+        obs, _, truncated = env.step(learner.act(obs))
+        states.append(env.get_state())
+    return states
+
+
+def render_states(states: list[dict[str, torch.Tensor]], cfg: EnvConfig) -> list[np.ndarray]:
+    """Each world state as an mpe2 `rgb_array` frame (700, 700, 3) uint8."""
+    viewer = Mpe2VecEnv(replace(cfg, n_envs=1), render_mode="rgb_array")
+    frames = []
+    for state in states:
+        viewer.set_state(state)
+        frames.append(viewer.render())
+    return frames
+
+
+def write_gif(frames: list[np.ndarray], path: Path) -> None:
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=FRAME_MS, loop=0)
