@@ -1,18 +1,23 @@
-"""Train MADDPG on mpe2's simple_tag (predators vs prey).
+"""Train MADDPG on mpe2's simple_tag (predators vs prey), in one process or several under torchrun.
 
     python train.py                                         # single process, default config
     python train.py --config configs/smoke.yaml             # a YAML file over the defaults
     python train.py train.total_steps=20000 prey.mode=random  # key=value overrides over both
     python train.py --resume runs/NAME train.total_steps=400000  # continue a run from its latest checkpoint
+    torchrun --standalone --nproc_per_node=2 train.py --mode data   # replicas averaging gradients
+    torchrun --standalone --nproc_per_node=4 train.py --mode model  # one learning agent per rank
+    torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 train.py --mode data
 
 Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
-config.yaml, metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/,
-learning_curve.png, episode.gif, and prey.pt when the prey learned (usable as prey.mode=fixed).
+config.yaml, metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/ (a file
+per rank), learning_curve.png, episode.gif, and prey.pt when the prey learned (usable as
+prey.mode=fixed). Only rank 0 writes, except each rank's own checkpoint file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -27,10 +32,13 @@ from maddpg import seeding
 from maddpg.buffer import Batch, ReplayBuffer
 from maddpg.checkpoint import list_checkpoints, load_checkpoint, save_atomic, save_checkpoint
 from maddpg.config import Config, ConfigError, PreyMode, exit_on_error, load_config, to_dict, to_yaml
+from maddpg.distributed import Comm, setup, teardown, world_size_from_env
 from maddpg.envs import VecEnv, make_env
 from maddpg.evaluate import evaluate
 from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
+from maddpg.modes import Placement
+from maddpg.modes import place as place_agents
 from maddpg.plots import plot_learning_curve
 from maddpg.prey import RandomPrey, load_prey, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
@@ -56,79 +64,121 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--config", help="YAML file overriding the defaults of maddpg/config.py")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.seed=3")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come between the key=value overrides
     overrides = list(args.overrides) + ([f"mode={args.mode}"] if args.mode else [])
     return args, overrides
 
 
-def resolve_config(args: argparse.Namespace, overrides: list[str]) -> tuple[Config, Path, Path | None]:
-    """The run's config and directory, and the checkpoint to resume from (None for a new run)."""
+def resolve_config(args: argparse.Namespace, overrides: list[str], world_size: int) -> Config:
+    """The run's config: a new run's, or a resumed run's saved config.yaml with the overrides on top."""
     if args.resume is None:
-        cfg = load_config(args.config, overrides)
-        name = cfg.run.name or datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(cfg.run.dir) / name
+        return load_config(args.config, overrides, world_size=world_size)
+    saved = Path(args.resume) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"--resume {args.resume}: no config.yaml there; pass a run directory written by train.py")
+    base = OmegaConf.to_container(OmegaConf.load(saved))
+    return load_config(args.config, overrides, base=base, world_size=world_size)
+
+
+def resolve_run_dir(cfg: Config, args: argparse.Namespace, comm: Comm) -> tuple[Path, Path | None]:
+    """The run directory and the checkpoint to resume from (None for a new run), decided on rank 0."""
+    if comm.is_main:
+        try:
+            decision = (*_run_dir(cfg, args, comm.world_size), None)
+        except ConfigError as error:
+            decision = (None, None, str(error))
+    else:
+        decision = None
+    run_dir, resume_from, error = comm.broadcast_object(decision)
+    if error is not None:
+        raise ConfigError(error)
+    return run_dir, resume_from
+
+
+def _run_dir(cfg: Config, args: argparse.Namespace, world_size: int) -> tuple[Path, Path | None]:
+    if args.resume is None:
+        run_dir = Path(cfg.run.dir) / (cfg.run.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
         if run_dir.exists():
             raise ConfigError(f"run directory {run_dir} exists: pass --resume {run_dir} or set run.name=NEW_NAME")
-        return cfg, run_dir, None
+        return run_dir, None
     run_dir = Path(args.resume)
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there; pass a run directory written by train.py")
-    checkpoints = list_checkpoints(run_dir)
+    checkpoints = list_checkpoints(run_dir, world_size)
     if not checkpoints:
-        raise ConfigError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}; start a new run instead")
-    cfg = load_config(args.config, overrides, base=OmegaConf.to_container(OmegaConf.load(saved)))
-    return cfg, run_dir, checkpoints[-1]
+        raise ConfigError(
+            f"--resume {run_dir}: no checkpoint from all {world_size} ranks in {run_dir / 'checkpoints'}; "
+            "start a new run, or resume with the world size that wrote it"
+        )
+    return run_dir, checkpoints[-1]
 
 
-def build(cfg: Config, device: torch.device) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer]:
+def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer]:
     """Envs, learner and buffer. Initial weights come from `train.seed` alone (identical on every rank)."""
-    seed, rank = cfg.train.seed, 0
+    seed = cfg.train.seed + place.replica
     env = make_env(cfg.env, device)
     eval_env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes), device)
-    generator = seeding.generator(seed + rank, seeding.EXPLORE, device=device)
+    generator = seeding.generator(seed, seeding.EXPLORE, device=device)
     if cfg.prey.mode == PreyMode.fixed:
         prey = load_prey(cfg.prey.checkpoint, cfg.env, env.obs_dim, env.act_dim, device)
     elif cfg.prey.mode == PreyMode.random:
         prey = RandomPrey(env.act_dim, generator)
     else:
         prey = None
-    torch.manual_seed(seed)
-    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, generator, device)
+    torch.manual_seed(cfg.train.seed)
+    learner = Maddpg(
+        env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, generator, device,
+        agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads,
+    )  # fmt: skip
     buffer = ReplayBuffer(
-        cfg.maddpg.buffer_size, env.n_agents, env.obs_dim, env.act_dim,
-        seed=seeding.derive_seeds(seed + rank, seeding.SAMPLE)[0], device=device,
+        cfg.maddpg.buffer_size // place.replicas, env.n_agents, env.obs_dim, env.act_dim,
+        seed=seeding.derive_seeds(seed, seeding.SAMPLE)[0], device=device,
     )  # fmt: skip
     return env, eval_env, learner, buffer
 
 
 def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    world_size = world_size_from_env()
     try:
-        cfg, run_dir, resume_from = resolve_config(args, overrides)
-        device = torch.device(cfg.run.device)
+        cfg = resolve_config(args, overrides, world_size)
+    except ConfigError as error:
+        exit_on_error(error, speak=int(os.environ.get("RANK", "0")) == 0)
+    device = torch.device(cfg.run.device)
+    comm = setup(device)
+    if device.type == "cuda" and comm.world_size > 1:
+        device = torch.device("cuda", comm.local_rank)
+    try:
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
-        env, eval_env, learner, buffer = build(cfg, device)
-    except ConfigError as error:
-        exit_on_error(error)
+        place = place_agents(cfg, comm)
+        try:
+            run_dir, resume_from = resolve_run_dir(cfg, args, comm)
+            env, eval_env, learner, buffer = build(cfg, device, place)
+        except ConfigError as error:
+            exit_on_error(error, speak=comm.is_main)
 
-    progress, tally = Progress(next_checkpoint=cfg.train.checkpoint_every), Tally(env.agent_names[: cfg.n_learners])
-    if resume_from is None:
-        run_dir.mkdir(parents=True)
-    else:
-        state = load_checkpoint(resume_from, device)
-        learner.load_state_dict(state["learner"])
-        buffer.load_state_dict(state["buffer"])
-        progress = Progress(**state["progress"])
-        tally.load_state_dict(state["tally"])
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    metrics = MetricsLog(run_dir, resume_step=None if resume_from is None else progress.env_steps)
-    try:
-        train(cfg, run_dir, env, eval_env, learner, buffer, progress, tally, metrics)
+        progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
+        tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
+        if resume_from is not None:
+            state = load_checkpoint(resume_from, comm.rank, device)
+            learner.load_state_dict(state["learner"])
+            buffer.load_state_dict(state["buffer"])
+            progress = Progress(**state["progress"])
+            tally.load_state_dict(state["tally"])
+        metrics = None
+        if comm.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(to_yaml(cfg))
+            metrics = MetricsLog(run_dir, resume_step=None if resume_from is None else progress.env_steps)
+        comm.barrier()  # the run directory exists before any rank writes into it
+        try:
+            train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics)
+        finally:
+            if metrics is not None:
+                metrics.close()
+        if comm.is_main:
+            plot_learning_curve(read_rows(run_dir), run_dir / "learning_curve.png")
     finally:
-        metrics.close()
-    plot_learning_curve(read_rows(run_dir), run_dir / "learning_curve.png")
+        teardown()
 
 
 def train(
@@ -138,20 +188,27 @@ def train(
     eval_env: VecEnv,
     learner: Maddpg,
     buffer: ReplayBuffer,
+    place: Placement,
+    comm: Comm,
     p: Progress,
     tally: Tally,
-    metrics: MetricsLog,
+    metrics: MetricsLog | None,
 ) -> None:
-    seed, rank = cfg.train.seed, 0
+    seed = cfg.train.seed + place.replica
     n_envs, k = env.n_envs, cfg.env.num_adversaries
-    bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not cfg.run.progress, unit="step")
+    steps_per_iteration = n_envs * place.replicas  # transitions collected by all ranks together
+    bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not (cfg.run.progress and comm.is_main))
     start = time.perf_counter() - p.wall_clock
 
     def log_row() -> None:
-        row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, seed)}
+        # Every rank evaluates: in model mode acting needs all ranks; elsewhere it is cheap.
+        row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, cfg.train.seed)}
+        row["env_steps_per_rank"] = p.env_steps // place.replicas
         row["wall_clock"] = time.perf_counter() - start
-        metrics.log(row | tally.summary())
+        row |= tally.summary()
         tally.reset()
+        if metrics is not None:
+            metrics.log(row)
         bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
 
     def save() -> None:
@@ -164,14 +221,14 @@ def train(
             "progress": asdict(p),
             "tally": tally.state_dict(),
         }
-        save_checkpoint(state, run_dir, p.env_steps, cfg.train.keep_checkpoints)
+        save_checkpoint(state, run_dir, p.env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
 
     if p.env_steps == 0:
         log_row()  # the untrained policy, as the curve's first point
         p.next_eval = cfg.train.eval_every
     terminal = torch.zeros(n_envs, device=env.device)  # simple_tag episodes only end by truncation
     episode_return = torch.zeros(n_envs, device=env.device)  # predators' sum, per env copy
-    obs = env.reset((seed + rank, seeding.ENV_TRAIN, p.episode))
+    obs = env.reset((seed, seeding.ENV_TRAIN, p.episode))
     while p.env_steps < cfg.train.total_steps:
         with tally.timer("env"):
             epsilon = exploration_scale(cfg.explore.epsilon, cfg.explore, p.env_steps)
@@ -181,16 +238,17 @@ def train(
             buffer.add(Batch(obs, action, reward, next_obs, terminal))
             obs = next_obs
             episode_return += reward[:, :k].sum(1)
-            p.env_steps += n_envs
-            tally.steps += n_envs
+            p.env_steps += steps_per_iteration
+            tally.steps += steps_per_iteration
 
         with tally.timer("update"):
-            if buffer.size >= cfg.maddpg.learning_starts:
-                p.update_credit += n_envs * cfg.maddpg.updates_per_step
+            # The schedule counts every rank's transitions, so W replicas share the single-mode work.
+            if buffer.size * place.replicas >= cfg.maddpg.learning_starts:
+                p.update_credit += steps_per_iteration * cfg.maddpg.updates_per_step
                 while p.update_credit >= 1.0:
-                    tally.add_update(*learner.update(buffer.sample(cfg.maddpg.batch_size)))
+                    tally.add_update(*learner.update(buffer.sample(place.batch_size)))
                     p.update_credit -= 1.0
-        bar.update(n_envs)
+        bar.update(steps_per_iteration)
 
         if p.env_steps >= p.next_eval:
             log_row()
@@ -202,16 +260,18 @@ def train(
             if p.env_steps >= p.next_checkpoint:
                 save()
                 p.next_checkpoint += cfg.train.checkpoint_every
-            obs = env.reset((seed + rank, seeding.ENV_TRAIN, p.episode))
+            obs = env.reset((seed, seeding.ENV_TRAIN, p.episode))
     bar.close()
 
     p.episode += env.t > 0  # a resume starts a fresh episode, abandoning an unfinished one
     save()
-    if cfg.prey.mode == PreyMode.learn:
-        prey_actor = learner.actor.select(range(k, env.n_agents))
+    if cfg.prey.mode == PreyMode.learn and place.writes_prey:
+        prey_actor = learner.actor.select([place.agents.index(i) for i in range(k, env.n_agents)])
         save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), run_dir / "prey.pt")
     if cfg.run.gif:
-        write_gif(render_states(record_episode(learner, cfg.env, seed), cfg.env), run_dir / "episode.gif")
+        states = record_episode(learner, cfg.env, cfg.train.seed)  # every rank acts; rank 0 draws
+        if comm.is_main:
+            write_gif(render_states(states, cfg.env), run_dir / "episode.gif")
 
 
 if __name__ == "__main__":

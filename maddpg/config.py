@@ -20,7 +20,14 @@ class ConfigError(ValueError):
 
 
 class Mode(StrEnum):
-    single = "single"
+    single = "single"  # one process does everything
+    data = "data"  # any W ranks: full replicas, own envs and buffers, gradients averaged
+    model = "model"  # one rank per learning agent: its actor and critic; actions all-gathered
+
+
+class DataBatch(StrEnum):
+    split = "split"  # each rank samples batch_size / W: the union is one single-mode batch
+    per_rank = "per_rank"  # each rank samples batch_size: the effective batch grows with W
 
 
 class PreyMode(StrEnum):
@@ -73,6 +80,11 @@ class ExploreConfig:
 
 
 @dataclass
+class DistConfig:
+    data_batch: DataBatch = DataBatch.split  # data mode: how the batch relates to the world size
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     total_steps: int = 2_000_000  # env transitions, all copies together
@@ -100,6 +112,7 @@ class Config:
     prey: PreyConfig = field(default_factory=PreyConfig)
     maddpg: MaddpgConfig = field(default_factory=MaddpgConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -117,8 +130,10 @@ def load_config(
     config_file: str | None = None,
     overrides: Sequence[str] = (),
     base: dict | None = None,
+    world_size: int = 1,
 ) -> Config:
-    """Schema defaults <- `base` (a saved run's config) <- YAML file <- `key=value` overrides."""
+    """Schema defaults <- `base` (a saved run's config) <- YAML file <- `key=value` overrides,
+    checked against the job's `world_size` (torchrun's WORLD_SIZE)."""
     try:
         merged = OmegaConf.structured(Config)
         if base is not None:
@@ -137,7 +152,7 @@ def load_config(
         key = getattr(e, "full_key", None) or "?"
         first_line = str(getattr(e, "msg", e)).splitlines()[0]
         raise ConfigError(f"config key {key}: {first_line}; see {SCHEMA_FILE} for the keys and types") from None
-    validate(cfg)
+    validate(cfg, world_size)
     return cfg
 
 
@@ -146,7 +161,7 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(cfg: Config) -> None:
+def validate(cfg: Config, world_size: int = 1) -> None:
     """Range and consistency checks that the schema's types cannot express."""
     env, m, ex, tr = cfg.env, cfg.maddpg, cfg.explore, cfg.train
     _require(env.num_adversaries >= 1, "env.num_adversaries must be >= 1: set env.num_adversaries=3")
@@ -187,6 +202,7 @@ def validate(cfg: Config) -> None:
         device.type != "cuda" or torch.cuda.is_available(),
         f"run.device={cfg.run.device} but PyTorch sees no CUDA device: set run.device=cpu",
     )
+    validate_world(cfg, world_size)
     if cfg.prey.mode == PreyMode.fixed:
         _require(
             cfg.prey.checkpoint is not None,
@@ -199,6 +215,29 @@ def validate(cfg: Config) -> None:
         )
 
 
+def validate_world(cfg: Config, world_size: int) -> None:
+    """The mode must fit the number of ranks torchrun started."""
+    launch = "torchrun --standalone --nproc_per_node"
+    if cfg.mode == Mode.single:
+        _require(
+            world_size == 1,
+            f"mode single runs one process, but {world_size} were started: use --mode data or --mode model, "
+            "or run python train.py",
+        )
+    elif cfg.mode == Mode.model:
+        _require(
+            world_size == cfg.n_learners,
+            f"mode model puts one learning agent on each rank: {cfg.n_learners} learning agents need "
+            f"{launch}={cfg.n_learners}, not {world_size}",
+        )
+    elif cfg.mode == Mode.data and cfg.dist.data_batch == DataBatch.split:
+        _require(
+            cfg.maddpg.batch_size % world_size == 0,
+            f"dist.data_batch=split divides maddpg.batch_size ({cfg.maddpg.batch_size}) over {world_size} ranks: "
+            "make it a multiple of the world size or set dist.data_batch=per_rank",
+        )
+
+
 def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
@@ -207,6 +246,8 @@ def to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
 
 
-def exit_on_error(error: ConfigError) -> None:
-    print(f"error: {error}", file=sys.stderr)
+def exit_on_error(error: ConfigError, speak: bool = True) -> None:
+    """Exit with code 2; under torchrun every rank exits, and only rank 0 (`speak`) prints."""
+    if speak:
+        print(f"error: {error}", file=sys.stderr)
     raise SystemExit(2)

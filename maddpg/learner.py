@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -31,11 +31,21 @@ def explore(actions: torch.Tensor, epsilon: float, noise_std: float, generator: 
     return torch.where(pick_uniform, uniform, noisy)
 
 
+def no_reduce(grads: list[torch.Tensor]) -> None:
+    """Gradients stay as computed: one process, or ranks that own different agents."""
+
+
 class Maddpg:
-    """Actors and centralised critics of the `n_learners` learning agents, as one stack each.
+    """Actors and centralised critics of learning agents, as one stack each.
 
     Learning agents are agents 0..n_learners-1 (predators first, as in mpe2); the rest are
     prey played by `prey`. Critic i sees every agent's (real-width) observation and action.
+
+    A distributed mode decides placement and communication only, through three arguments:
+    `agents`, the learning agents whose networks this process holds (default: all);
+    `gather`, which turns their actions (B, len(agents), A) into every learner's
+    (B, n_learners, A) (identity when all are local); and `reduce_grads`, applied to the
+    gradients between backward and the optimizer step (e.g. averaging over replicas).
     """
 
     def __init__(
@@ -47,8 +57,13 @@ class Maddpg:
         prey: Prey,
         generator: torch.Generator,
         device: torch.device | str = "cpu",
+        agents: Sequence[int] | None = None,
+        gather: Callable[[torch.Tensor], torch.Tensor] = lambda actions: actions,
+        reduce_grads: Callable[[list[torch.Tensor]], None] = no_reduce,
     ):
         self.cfg, self.prey, self.generator, self.device = cfg, prey, generator, torch.device(device)
+        self.gather, self.reduce_grads = gather, reduce_grads
+        self.agents = list(range(n_learners) if agents is None else agents)
         self.n_agents, self.n_learners, self.act_dim = len(obs_dims), n_learners, act_dim
         self.obs_dim = max(obs_dims)
         # Columns of the flattened padded observations (N * O) that hold real values.
@@ -56,31 +71,34 @@ class Maddpg:
             [i * self.obs_dim + j for i, width in enumerate(obs_dims) for j in range(width)], device=device
         )
         critic_in = len(self.obs_cols) + self.n_agents * act_dim
-        learner_widths = list(obs_dims[:n_learners])
-        self.actor = StackedMLP(
-            n_learners, self.obs_dim, cfg.hidden, act_dim, sigmoid_output=True, fan_in=learner_widths
-        ).to(device)
-        self.critic = StackedMLP(n_learners, critic_in, cfg.hidden, 1).to(device)
+        # Every learner's networks are initialised, then the local ones kept: agent i starts from
+        # the same weights whichever rank holds it.
+        actor = StackedMLP(
+            n_learners, self.obs_dim, cfg.hidden, act_dim, sigmoid_output=True, fan_in=obs_dims[:n_learners]
+        )
+        critic = StackedMLP(n_learners, critic_in, cfg.hidden, 1)
+        self.actor, self.critic = actor.select(self.agents).to(device), critic.select(self.agents).to(device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         # Adam is elementwise, so one optimizer over the stack equals one optimizer per agent.
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, foreach=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, foreach=True)
-        # own_slot[i, 0, j, 0]: critic i takes agent j's action from the current policy iff j == i.
-        eye = torch.eye(n_learners, self.n_agents, dtype=torch.bool, device=device)
+        # own_slot[i, 0, j, 0]: local critic i takes agent j's action from the current policy
+        # iff j is local agent i.
+        eye = torch.eye(self.n_agents, dtype=torch.bool, device=device)[self.agents]
         self.own_slot = eye[:, None, :, None]
         self.updates = 0
 
     # -- acting ----------------------------------------------------------------------------
 
     def learner_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """obs (B, N, O) -> the learners' deterministic actions (B, n_learners, A)."""
+        """obs (B, N, O) -> the local learners' deterministic actions (B, len(agents), A)."""
         actor = self.target_actor if target else self.actor
-        return actor(obs[:, : self.n_learners].transpose(0, 1)).transpose(0, 1)
+        return actor(obs[:, self.agents].transpose(0, 1)).transpose(0, 1)
 
     def joint_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """obs (B, N, O) -> every agent's action (B, N, A): learners' (target) actors, then the prey."""
-        acts = self.learner_actions(obs, target)
+        acts = self.gather(self.learner_actions(obs, target))
         if self.prey is not None:
             prey_obs = obs[:, self.n_learners :]
             prey_acts = self.prey.target_act(prey_obs) if target else self.prey.act(prey_obs)
@@ -89,7 +107,11 @@ class Maddpg:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, epsilon: float = 0.0, noise_std: float = 0.0) -> torch.Tensor:
-        """obs (E, N, O) -> actions (E, N, A); exploration applies to the learning agents only."""
+        """obs (E, N, O) -> actions (E, N, A); exploration applies to the learning agents only.
+
+        Exploration draws for every learner from `generator`, so ranks that share its seed
+        agree on the joint action without another message.
+        """
         acts = self.joint_actions(obs)
         if epsilon > 0 or noise_std > 0:
             learners = acts[:, : self.n_learners]
@@ -103,26 +125,25 @@ class Maddpg:
         return torch.cat([obs.flatten(1)[:, self.obs_cols], act.flatten(1)], dim=1)
 
     def q_values(self, critic: StackedMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """Every learner's critic on the same joint input -> (n_learners, B)."""
+        """Every local learner's critic on the same joint input -> (len(agents), B)."""
         x = self.critic_input(obs, act)
-        return critic(x.expand(self.n_learners, *x.shape)).squeeze(-1)
+        return critic(x.expand(len(self.agents), *x.shape)).squeeze(-1)
 
     def critic_losses(self, batch: Batch) -> torch.Tensor:
-        """Every learner's TD loss -> (n_learners,). Targets use the target actors of *all* agents."""
-        n = self.n_learners
+        """Every local learner's TD loss -> (len(agents),). Targets use the target actors of *all* agents."""
         with torch.no_grad():
             next_act = self.joint_actions(batch.next_obs, target=True)  # (B, N, A)
             q_next = self.q_values(self.target_critic, batch.next_obs, next_act)  # (n, B)
             # Episodes end by time-limit truncation, which is not terminal: `terminal` is 0 there and
             # the target bootstraps from the true final observation stored as next_obs.
-            target = batch.rew[:, :n].T + self.cfg.gamma * (1.0 - batch.terminal) * q_next
+            target = batch.rew[:, self.agents].T + self.cfg.gamma * (1.0 - batch.terminal) * q_next
         q = self.q_values(self.critic, batch.obs, batch.act)
         return (q - target).pow(2).mean(dim=1)
 
     def actor_losses(self, batch: Batch) -> torch.Tensor:
-        """Every learner's policy loss -> (n_learners,): critic i scores agent i's current-policy
+        """Every local learner's policy loss -> (len(agents),): critic i scores agent i's current-policy
         action together with the other agents' buffer actions (Lowe et al. 2017)."""
-        n = self.n_learners
+        n = len(self.agents)
         policy = self.learner_actions(batch.obs).transpose(0, 1)  # (n, B, A)
         joint = torch.where(self.own_slot, policy.unsqueeze(2), batch.act.unsqueeze(0))  # (n, B, N, A)
         x_obs = batch.obs.flatten(1)[:, self.obs_cols]  # (B, D_obs)
@@ -130,19 +151,21 @@ class Maddpg:
         return -self.critic(x).squeeze(-1).mean(dim=1)
 
     def update(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """One MADDPG update of every learning agent -> (critic_loss, actor_loss), each (n_learners,).
+        """One MADDPG update of every local learning agent -> (critic_loss, actor_loss), each (len(agents),).
 
         Agents are independent, so the gradient of a summed loss is each agent's own gradient.
         """
         critic_loss = self.critic_losses(batch)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.sum().backward()
+        self.reduce_grads([p.grad for p in self.critic.parameters()])
         self.critic_opt.step()
 
         self.critic.requires_grad_(False)  # the actor loss trains the actors only
         actor_loss = self.actor_losses(batch)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.sum().backward()
+        self.reduce_grads([p.grad for p in self.actor.parameters()])
         self.actor_opt.step()
         self.critic.requires_grad_(True)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
+
+from maddpg.distributed import Comm
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -50,16 +52,22 @@ class MetricsLog:
 
 
 class Tally:
-    """What happened since the last metrics row: losses, finished episodes, and time by stage."""
+    """What happened since the last metrics row: losses, finished episodes, time by stage and in collectives.
 
-    def __init__(self, agent_names: list[str]):
-        self.agent_names = agent_names  # the learning agents, in stack order
+    `gather` collects the per-agent loss sums of every rank when ranks hold different agents
+    (model mode); in data mode each rank keeps its own micro-batch losses and rank 0 reports its own.
+    """
+
+    def __init__(self, agent_names: list[str], comm: Comm, gather: Callable[[torch.Tensor], torch.Tensor]):
+        self.agent_names, self.comm, self.gather = agent_names, comm, gather  # every learning agent
+        self.losses: torch.Tensor | int = 0  # (2, local agents): critic, actor sums over updates
         self.reset()
 
     def reset(self) -> None:
-        self.losses = torch.zeros(2, len(self.agent_names))  # critic, actor: sums over updates
+        self.losses = 0
         self.updates, self.steps, self.episodes, self.episode_return = 0, 0, 0, 0.0
         self.seconds = {"env": 0.0, "update": 0.0}
+        self.comm.seconds = 0.0
 
     @contextmanager
     def timer(self, stage: str) -> Iterator[None]:
@@ -68,8 +76,8 @@ class Tally:
         self.seconds[stage] += time.perf_counter() - start
 
     def add_update(self, critic_loss: torch.Tensor, actor_loss: torch.Tensor) -> None:
-        """Per-agent losses (n_learners,) of one update."""
-        self.losses += torch.stack([critic_loss, actor_loss]).cpu()
+        """Per-agent losses (local agents,) of one update; summed where they are, without a device sync."""
+        self.losses = self.losses + torch.stack([critic_loss, actor_loss])
         self.updates += 1
 
     def add_episodes(self, predator_returns: torch.Tensor) -> None:
@@ -78,12 +86,17 @@ class Tally:
         self.episode_return += predator_returns.sum().item()
 
     def summary(self) -> dict[str, float]:
-        """steps_per_s counts acting, env stepping and updates (not evaluation);
-        update_time_share is the part of that time spent in updates."""
+        """steps_per_s counts acting, env stepping and updates (not evaluation); update_time_share
+        and comm_share are the parts of that time spent in updates and in collectives.
+        Every rank calls it together (in model mode it gathers the losses)."""
         busy = self.seconds["env"] + self.seconds["update"]
-        row = {"steps_per_s": self.steps / busy, "update_time_share": self.seconds["update"] / busy} if busy else {}
+        row = {}
+        if busy:
+            row["steps_per_s"] = self.steps / busy
+            row["update_time_share"] = self.seconds["update"] / busy
+            row["comm_share"] = self.comm.seconds / busy
         if self.updates:
-            critic, actor = (self.losses / self.updates).tolist()
+            critic, actor = (self.gather(self.losses) / self.updates).tolist()
             row["critic_loss"], row["actor_loss"] = sum(critic) / len(critic), sum(actor) / len(actor)
             for name, c, a in zip(self.agent_names, critic, actor, strict=True):
                 row[f"critic_loss/{name}"], row[f"actor_loss/{name}"] = c, a
@@ -92,8 +105,10 @@ class Tally:
         return row
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("losses", "updates", "steps", "episodes", "episode_return", "seconds")}
+        state = {k: getattr(self, k) for k in ("losses", "updates", "steps", "episodes", "episode_return", "seconds")}
+        return state | {"comm_seconds": self.comm.seconds}
 
     def load_state_dict(self, state: dict) -> None:
+        self.comm.seconds = state.pop("comm_seconds")
         for key, value in state.items():
             setattr(self, key, value)

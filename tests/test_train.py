@@ -1,5 +1,6 @@
 """The real entry point at toy scale: run directories, determinism, resume, a fixed prey."""
 
+import shutil
 import subprocess
 import sys
 
@@ -14,8 +15,8 @@ from maddpg.metrics import read_rows
 TIME_FIELDS = {"wall_clock", "steps_per_s", "update_time_share"}
 
 
-def learner_state(run_dir):
-    return load_checkpoint(list_checkpoints(run_dir)[-1])["learner"]
+def learner_state(run_dir, rank=0, world_size=1):
+    return load_checkpoint(list_checkpoints(run_dir, world_size)[-1], rank)["learner"]
 
 
 def assert_same_weights(a, b):
@@ -39,13 +40,13 @@ def test_entry_point_writes_a_complete_run_directory(tmp_path, backend):
     for name in ("config.yaml", "metrics.jsonl", "learning_curve.png", "episode.gif", "prey.pt"):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
-    assert [p.name for p in list_checkpoints(run)] == ["ckpt_000000000300.pt", "ckpt_000000000600.pt"]
+    assert [p.name for p in list_checkpoints(run, 1)] == ["ckpt_000000000300", "ckpt_000000000600"]
     rows = read_rows(run)
     assert [r["env_steps"] for r in rows] == [0, 200, 400, 600]
     for key in ("predator_return", "capture_rate", "prey_return", "wall_clock", "critic_loss", "actor_loss"):
         assert key in rows[-1], key
     assert rows[-1]["steps_per_s"] > 0
-    state = load_checkpoint(list_checkpoints(run)[-1])
+    state = load_checkpoint(list_checkpoints(run, 1)[-1], 0)
     assert state["progress"]["env_steps"] == 600 and state["learner"]["updates"] == 600 - 64 + 1
 
 
@@ -76,8 +77,8 @@ def test_resume_continues_exactly(tmp_path, run_args, backend):
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path, run_args):
     train.main(run_args("r", "train.total_steps=400"))
     run = tmp_path / "r"
-    for old in list_checkpoints(run)[1:]:
-        old.unlink()  # as if the run died after its step-300 checkpoint but logged the row at 400
+    for old in list_checkpoints(run, 1)[1:]:
+        shutil.rmtree(old)  # as if the run died after its step-300 checkpoint but logged the row at 400
     train.main(["--resume", str(run), "run.progress=false", "train.total_steps=600"])
     assert [r["env_steps"] for r in read_rows(run)] == [0, 200, 400, 600]
 

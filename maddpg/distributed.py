@@ -1,0 +1,86 @@
+"""torch.distributed set-up and the few collectives the modes use, timed; no-ops on one process."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+
+@dataclass
+class Comm:
+    """This process's place in the job, and its collectives.
+
+    Every collective adds its wall time to `seconds`, so a metrics row can report the
+    share of time spent communicating. With world_size 1 nothing is sent.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    seconds: float = field(default=0.0, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_mean_(self, tensors: list[torch.Tensor]) -> None:
+        """Average `tensors` over ranks in place with ONE all-reduce of their concatenation."""
+        if self.world_size == 1:
+            return
+        start = time.perf_counter()
+        flat = _flatten_dense_tensors(tensors)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for tensor, reduced in zip(tensors, _unflatten_dense_tensors(flat, tensors), strict=True):
+            tensor.copy_(reduced)
+        self.seconds += time.perf_counter() - start
+
+    def all_gather_agents(self, local: torch.Tensor) -> torch.Tensor:
+        """(B, n_local, ...) from every rank -> (B, world_size * n_local, ...), in rank order."""
+        if self.world_size == 1:
+            return local
+        start = time.perf_counter()
+        parts = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(parts, local.contiguous())
+        gathered = torch.cat(parts, dim=1)
+        self.seconds += time.perf_counter() - start
+        return gathered
+
+    def broadcast_object(self, obj: object, src: int = 0) -> object:
+        if self.world_size == 1:
+            return obj
+        holder = [obj]
+        dist.broadcast_object_list(holder, src=src)
+        return holder[0]
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def world_size_from_env() -> int:
+    """The job's size as torchrun announces it, before any process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: torch.device) -> Comm:
+    """Join the job torchrun started (gloo on CPU, NCCL on CUDA); a plain `python` run is rank 0 of 1."""
+    world_size = world_size_from_env()
+    if world_size == 1:
+        return Comm()
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Comm(rank=dist.get_rank(), world_size=world_size, local_rank=local_rank)
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.barrier()  # no rank tears down while a peer still talks to it
+        dist.destroy_process_group()

@@ -1,0 +1,42 @@
+"""Where each mode puts the agents and which collective joins the ranks; the algorithm stays in learner.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from maddpg.config import Config, DataBatch, Mode
+from maddpg.distributed import Comm
+from maddpg.learner import no_reduce
+
+
+@dataclass
+class Placement:
+    agents: list[int]  # the learning agents whose networks this rank holds
+    replica: int  # offsets this rank's env, exploration and sampling seeds: its own streams, or shared ones
+    replicas: int  # ranks collecting different transitions: each loop iteration adds n_envs * replicas
+    batch_size: int  # transitions this rank samples per update
+    gather: Callable[[torch.Tensor], torch.Tensor]  # local learners' actions -> every learner's
+    reduce_grads: Callable[[list[torch.Tensor]], None]
+    writes_prey: bool  # this rank exports prey.pt when the prey learned: it holds the prey, and no lower rank does
+
+
+def place(cfg: Config, comm: Comm) -> Placement:
+    """single: everything here. data: a full replica per rank with its own envs and buffer, gradients
+    averaged in one all-reduce per optimizer step. model: learning agent r on rank r; all ranks step
+    identical envs and sample identical batches from shared seeds, and all-gather the actions."""
+    learners, batch = list(range(cfg.n_learners)), cfg.maddpg.batch_size
+    if cfg.mode == Mode.data:
+        micro = batch // comm.world_size if cfg.dist.data_batch == DataBatch.split else batch
+        return Placement(learners, comm.rank, comm.world_size, micro, identity, comm.all_reduce_mean_, comm.is_main)
+    if cfg.mode == Mode.model:
+        # With one prey, its rank exports it; several prey sit on several ranks and are not exported.
+        owns_prey = cfg.env.num_good == 1 and comm.rank == cfg.env.num_adversaries
+        return Placement([comm.rank], 0, 1, batch, comm.all_gather_agents, no_reduce, owns_prey)
+    return Placement(learners, 0, 1, batch, identity, no_reduce, True)
+
+
+def identity(actions: torch.Tensor) -> torch.Tensor:
+    return actions

@@ -1,0 +1,101 @@
+"""The distributed modes under real `torchrun --standalone` on gloo, at toy scale."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, SMOKE
+from maddpg.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.metrics import read_rows
+
+NETWORKS = ("actor", "critic", "target_actor", "target_critic")
+MODEL_ATOL = 1e-6  # float32 rounding differs between a 1-agent and a 3-agent batched matmul
+
+
+def torchrun(nproc: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def train_args(tmp_path, name: str, *overrides: str) -> list[str]:
+    return ["train.py", "--config", SMOKE, f"run.dir={tmp_path}", f"run.name={name}", "run.progress=false", *overrides]
+
+
+def learner(run_dir, rank: int = 0, world_size: int = 1) -> dict:
+    return load_checkpoint(list_checkpoints(run_dir, world_size)[-1], rank)["learner"]
+
+
+def test_data_mode_gradients_equal_single_process_gradients_on_the_union_batch():
+    result = torchrun(2, str(ROOT / "tests" / "dist_data_gradients.py"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("gradients and parameters match") == 2
+
+
+def test_data_mode_trains_identical_replicas(tmp_path):
+    result = torchrun(2, *train_args(tmp_path, "data", "--mode", "data", "run.gif=false"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "data"
+    rank0, rank1 = learner(run, 0, 2), learner(run, 1, 2)
+    for net in NETWORKS:
+        for key, value in rank0[net].items():
+            assert torch.equal(value, rank1[net][key]), f"{net}.{key} differs between ranks"
+    rows = read_rows(run)
+    assert [r["env_steps"] for r in rows] == [0, 200, 400, 600]
+    assert rows[-1]["env_steps_per_rank"] == 300
+    assert 0 < rows[-1]["comm_share"] < 1
+
+
+def test_model_mode_reproduces_single_mode(tmp_path):
+    common = ("prey.mode=random", "train.total_steps=100", "run.gif=false")  # 37 updates
+    result = torchrun(3, *train_args(tmp_path, "model", "--mode", "model", *common))
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = subprocess.run([sys.executable, *train_args(tmp_path, "single", *common)], cwd=ROOT, capture_output=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    reference = learner(tmp_path / "single")
+    for rank in range(3):
+        mine = learner(tmp_path / "model", rank, 3)
+        for net in NETWORKS:
+            for key, value in mine[net].items():
+                torch.testing.assert_close(value[0], reference[net][key][rank], rtol=0, atol=MODEL_ATOL)
+    assert [r["predator_return"] for r in read_rows(tmp_path / "model")] == pytest.approx(
+        [r["predator_return"] for r in read_rows(tmp_path / "single")]
+    )
+
+
+def test_a_world_size_that_does_not_fit_the_mode_stops_every_rank(tmp_path):
+    result = torchrun(2, *train_args(tmp_path, "bad", "--mode", "model"), timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.count("error: mode model puts one learning agent on each rank") == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def test_single_mode_refuses_several_ranks(tmp_path):
+    result = torchrun(2, *train_args(tmp_path, "bad"), timeout=60)
+    assert result.returncode != 0 and "error: mode single runs one process" in result.stderr
+
+
+def test_a_crashed_rank_ends_the_whole_job(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    job = subprocess.Popen(
+        [*command, *train_args(tmp_path, "crash", "--mode", "data", "train.total_steps=10000000")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_rows(tmp_path / "crash")) < 2:  # training is under way
+            assert time.monotonic() < deadline and job.poll() is None, "the job did not start training"
+            time.sleep(0.5)
+        workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2
+        os.kill(int(workers[1]), signal.SIGKILL)
+        assert job.wait(timeout=60) != 0
+    finally:
+        job.kill()
