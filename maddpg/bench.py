@@ -25,6 +25,18 @@ from maddpg.metrics import read_rows
 TWIN_SIZES = (1, 64, 1024, 8192)
 MPE2_SIZES = (1, 64)
 TRAIN_STEPS = 4000  # per end-to-end run; the first evaluation interval (buffer filling) is left out
+# Per mode run: 2000 steps evaluated every 500, the first 500 (buffer filling) left out; batch 240
+# rather than the study's 256, so that data mode splits it evenly over 2, 3, 4 and 5 ranks.
+SCHEDULE = ["train.total_steps=2000", "train.eval_every=500", "maddpg.learning_starts=240"]
+WIDTHS = {"study": "[64,64]", "4x_wider": "[256,256]"}
+# Model mode needs one rank per learning agent, so each world size W plays its own teams
+# (the prey learns when it adds the W-th learner); single and data modes play the same teams.
+TEAMS = {
+    2: ["env.num_adversaries=2", "prey.mode=random"],
+    3: ["env.num_adversaries=3", "prey.mode=random"],
+    4: ["env.num_adversaries=3", "prey.mode=learn"],
+    5: ["env.num_adversaries=4", "prey.mode=learn"],
+}
 
 
 def env_steps_per_s(backend: Backend, n_envs: int, seconds: float) -> float:
@@ -43,21 +55,59 @@ def env_steps_per_s(backend: Backend, n_envs: int, seconds: float) -> float:
     return steps * n_envs / elapsed
 
 
+def run_train(overrides: list[str], ranks: int = 1) -> list[dict]:
+    """Metrics rows of a `train.py` run with `ranks` processes (torchrun when more than one)."""
+    root = Path(__file__).parent.parent
+    launcher = [sys.executable]
+    if ranks > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = [*overrides, f"run.dir={tmp}", "run.name=bench", "run.progress=false", "run.gif=false"]
+        subprocess.run([*launcher, "train.py", *run], check=True, cwd=root, capture_output=True)
+        return read_rows(Path(tmp) / "bench")
+
+
+def mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def mode_timings(rows: list[dict]) -> dict[str, float]:
+    rows = rows[2:]  # the untrained policy and buffer filling
+    return {
+        "ms_per_transition": 1000 / mean(rows, "steps_per_s"),
+        "ms_per_update": mean(rows, "update_ms"),
+        "comm_share": mean(rows, "comm_share"),
+    }
+
+
+def modes(threads: int) -> list[dict]:
+    """Every mode at W = 2..5 against single mode on the same teams and total work.
+
+    Single mode gets `threads` threads (the machine's cores); each rank of a mode gets one,
+    so W = 2 uses the same threads in total on 2 cores and W > 2 is oversubscribed there.
+    """
+    results = []
+    for width_name, hidden in WIDTHS.items():
+        for ranks, teams in TEAMS.items():
+            common = [*teams, f"maddpg.hidden={hidden}", "maddpg.batch_size=240", *SCHEDULE]
+            single = mode_timings(run_train([*common, f"run.threads={threads}"]))
+            for mode in ("data", "model"):
+                timing = mode_timings(run_train([*common, f"mode={mode}", "run.threads=1"], ranks))
+                ratio = timing["ms_per_transition"] / single["ms_per_transition"]
+                results.append(
+                    {"network": width_name, "teams": " ".join(teams), "mode": mode, "ranks": ranks}
+                    | {"oversubscribed": ranks > (os.cpu_count() or 1), "single": single}
+                    | timing
+                    | {"vs_single": ratio}
+                )
+                print(json.dumps(results[-1]), file=sys.stderr)
+    return results
+
+
 def train_steps_per_s(backend: Backend, threads: int) -> float:
     """`python train.py` at the default config on `backend`: env steps/s once the buffer is warm."""
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = [
-            f"env.backend={backend}",
-            f"train.total_steps={TRAIN_STEPS}",
-            f"run.threads={threads}",
-            f"run.dir={tmp}",
-            "run.name=bench",
-            "run.progress=false",
-            "run.gif=false",
-        ]
-        subprocess.run([sys.executable, "train.py", *overrides], check=True, cwd=Path(__file__).parent.parent)
-        rows = read_rows(Path(tmp) / "bench")[2:]  # rows 0 and 1 cover the untrained policy and buffer filling
-    return sum(r["steps_per_s"] for r in rows) / len(rows)
+    rows = run_train([f"env.backend={backend}", f"train.total_steps={TRAIN_STEPS}", f"run.threads={threads}"])
+    return mean(rows[2:], "steps_per_s")  # rows 0 and 1: the untrained policy and buffer filling
 
 
 def main() -> None:
@@ -65,6 +115,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench.json")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per env measurement")
+    parser.add_argument("--no-modes", dest="modes", action="store_false", help="skip the distributed modes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -87,6 +138,8 @@ def main() -> None:
         },
         "train_steps_per_s": {b.value: train_steps_per_s(b, args.threads) for b in (Backend.torch, Backend.mpe2)},
     }
+    if args.modes:
+        result["modes"] = modes(args.threads)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -87,7 +87,8 @@ class Tally:
 
     def summary(self) -> dict[str, float]:
         """steps_per_s counts acting, env stepping and updates (not evaluation); update_time_share
-        and comm_share are the parts of that time spent in updates and in collectives.
+        and comm_share are the parts of that time spent in updates and in collectives; update_ms
+        is the time of one update (this rank's part, collectives included).
         Every rank calls it together (in model mode it gathers the losses)."""
         busy = self.seconds["env"] + self.seconds["update"]
         row = {}
@@ -96,6 +97,7 @@ class Tally:
             row["update_time_share"] = self.seconds["update"] / busy
             row["comm_share"] = self.comm.seconds / busy
         if self.updates:
+            row["update_ms"] = 1000 * self.seconds["update"] / self.updates
             critic, actor = (self.gather(self.losses) / self.updates).tolist()
             row["critic_loss"], row["actor_loss"] = sum(critic) / len(critic), sum(actor) / len(actor)
             for name, c, a in zip(self.agent_names, critic, actor, strict=True):
