@@ -37,8 +37,7 @@ from maddpg.envs import VecEnv, make_env
 from maddpg.evaluate import evaluate
 from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
-from maddpg.modes import Placement
-from maddpg.modes import place as place_agents
+from maddpg.modes import Placement, placement
 from maddpg.plots import plot_learning_curve
 from maddpg.prey import RandomPrey, load_prey, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
@@ -147,38 +146,45 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda" and comm.world_size > 1:
         device = torch.device("cuda", comm.local_rank)
     try:
-        if cfg.run.threads:
-            torch.set_num_threads(cfg.run.threads)
-        place = place_agents(cfg, comm)
-        try:
-            run_dir, resume_from = resolve_run_dir(cfg, args, comm)
-            env, eval_env, learner, buffer = build(cfg, device, place)
-        except ConfigError as error:
-            exit_on_error(error, speak=comm.is_main)
+        run(cfg, args, device, comm)
+    except BaseException:
+        teardown(wait_for_peers=False)  # peers may be inside a collective: leave, and torchrun stops them
+        raise
+    teardown()
 
-        progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
-        tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
-        if resume_from is not None:
-            state = load_checkpoint(resume_from, comm.rank, device)
-            learner.load_state_dict(state["learner"])
-            buffer.load_state_dict(state["buffer"])
-            progress = Progress(**state["progress"])
-            tally.load_state_dict(state["tally"])
-        metrics = None
-        if comm.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(to_yaml(cfg))
-            metrics = MetricsLog(run_dir, resume_step=None if resume_from is None else progress.env_steps)
-        comm.barrier()  # the run directory exists before any rank writes into it
-        try:
-            train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics)
-        finally:
-            if metrics is not None:
-                metrics.close()
-        if comm.is_main:
-            plot_learning_curve(read_rows(run_dir), run_dir / "learning_curve.png")
+
+def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm) -> None:
+    """Build (or restore) everything on this rank, train, and write the run's outputs."""
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    place = placement(cfg, comm)
+    try:
+        run_dir, resume_from = resolve_run_dir(cfg, args, comm)
+        env, eval_env, learner, buffer = build(cfg, device, place)
+    except ConfigError as error:
+        exit_on_error(error, speak=comm.is_main)
+
+    progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
+    tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, comm.rank, device)
+        learner.load_state_dict(state["learner"])
+        buffer.load_state_dict(state["buffer"])
+        progress = Progress(**state["progress"])
+        tally.load_state_dict(state["tally"])
+    metrics = None
+    if comm.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        metrics = MetricsLog(run_dir, resume_step=None if resume_from is None else progress.env_steps)
+    comm.barrier()  # the run directory exists before any rank writes into it
+    try:
+        train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics)
     finally:
-        teardown()
+        if metrics is not None:
+            metrics.close()
+    if comm.is_main:
+        plot_learning_curve(read_rows(run_dir), run_dir / "learning_curve.png")
 
 
 def train(

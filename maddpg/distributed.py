@@ -80,7 +80,10 @@ def setup(device: torch.device) -> Comm:
     return Comm(rank=dist.get_rank(), world_size=world_size, local_rank=local_rank)
 
 
-def teardown() -> None:
+def teardown(wait_for_peers: bool = True) -> None:
+    """Leave the job. After success, wait for every rank first, so none tears down while a peer
+    still talks to it; after an error, leave at once (a barrier could wait forever)."""
     if dist.is_initialized():
-        dist.barrier()  # no rank tears down while a peer still talks to it
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()

@@ -23,7 +23,7 @@ class Placement:
     writes_prey: bool  # this rank exports prey.pt when the prey learned: it holds the prey, and no lower rank does
 
 
-def place(cfg: Config, comm: Comm) -> Placement:
+def placement(cfg: Config, comm: Comm) -> Placement:
     """single: everything here. data: a full replica per rank with its own envs and buffer, gradients
     averaged in one all-reduce per optimizer step. model: learning agent r on rank r; all ranks step
     identical envs and sample identical batches from shared seeds, and all-gather the actions."""

@@ -12,7 +12,7 @@ from conftest import ROOT
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.metrics import read_rows
 
-TIME_FIELDS = {"wall_clock", "steps_per_s", "update_time_share"}
+TIME_FIELDS = {"wall_clock", "steps_per_s", "update_time_share", "comm_share", "update_ms"}
 
 
 def learner_state(run_dir, rank=0, world_size=1):
