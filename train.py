@@ -6,6 +6,7 @@
     python train.py --resume runs/NAME train.total_steps=400000  # continue a run from its latest checkpoint
     torchrun --standalone --nproc_per_node=2 train.py --mode data   # replicas averaging gradients
     torchrun --standalone --nproc_per_node=4 train.py --mode model  # one learning agent per rank
+    torchrun --standalone --nproc_per_node=5 train.py --mode pipeline  # model + a rank stepping the envs
     torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 train.py --mode data
 
 Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
@@ -31,13 +32,14 @@ from tqdm import tqdm
 from maddpg import seeding
 from maddpg.buffer import Batch, ReplayBuffer
 from maddpg.checkpoint import list_checkpoints, load_checkpoint, save_atomic, save_checkpoint
-from maddpg.config import Config, ConfigError, PreyMode, exit_on_error, load_config, to_dict, to_yaml
+from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, load_config, to_dict, to_yaml
 from maddpg.distributed import Comm, setup, teardown, world_size_from_env
 from maddpg.envs import VecEnv, make_env
 from maddpg.evaluate import evaluate
 from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
+from maddpg.pipeline import DONE, SAVE, RolloutLink, serve_updates
 from maddpg.plots import plot_learning_curve
 from maddpg.prey import RandomPrey, load_prey, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
@@ -164,6 +166,18 @@ def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm)
     except ConfigError as error:
         exit_on_error(error, speak=comm.is_main)
 
+    if place.serves_updates:
+        if resume_from is not None:
+            learner.load_state_dict(load_checkpoint(resume_from, comm.rank, device)["learner"])
+        comm.barrier()  # rank 0 creates the run directory
+
+        def save(env_steps: int) -> None:
+            state = {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "learner": learner.state_dict()}
+            save_checkpoint(state, run_dir, env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
+
+        serve_updates(learner, env.n_agents, env.obs_dim, env.act_dim, place.batch_size, save)
+        return
+
     progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
     tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
     if resume_from is not None:
@@ -205,8 +219,19 @@ def train(
     steps_per_iteration = n_envs * place.replicas  # transitions collected by all ranks together
     bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not (cfg.run.progress and comm.is_main))
     start = time.perf_counter() - p.wall_clock
+    link = RolloutLink(learner, comm, cfg.dist.staleness) if cfg.mode == Mode.pipeline else None
+
+    def learn(updates: int) -> None:
+        batches = [buffer.sample(place.batch_size) for _ in range(updates)]
+        if link is not None:
+            link.send(batches, p.env_steps)  # the pipeline's learner ranks run the updates
+            return
+        for batch in batches:
+            tally.add_update(*learner.update(batch))
 
     def log_row() -> None:
+        if link is not None:
+            link.drain()  # evaluate the current actors
         # Every rank evaluates: in model mode acting needs all ranks; elsewhere it is cheap.
         row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, cfg.train.seed)}
         row["env_steps_per_rank"] = p.env_steps // place.replicas
@@ -218,6 +243,9 @@ def train(
         bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
 
     def save() -> None:
+        if link is not None:
+            link.drain()
+            link.send([], p.env_steps, flags=SAVE)  # the learner ranks save their part
         p.wall_clock = time.perf_counter() - start
         state = {
             "version": CHECKPOINT_VERSION,
@@ -251,9 +279,10 @@ def train(
             # The schedule counts every rank's transitions, so W replicas share the single-mode work.
             if buffer.size * place.replicas >= cfg.maddpg.learning_starts:
                 p.update_credit += steps_per_iteration * cfg.maddpg.updates_per_step
-                while p.update_credit >= 1.0:
-                    tally.add_update(*learner.update(buffer.sample(place.batch_size)))
-                    p.update_credit -= 1.0
+                owed = int(p.update_credit)
+                p.update_credit -= owed
+                if owed:
+                    learn(owed)
         bar.update(steps_per_iteration)
 
         if p.env_steps >= p.next_eval:
@@ -271,6 +300,8 @@ def train(
 
     p.episode += env.t > 0  # a resume starts a fresh episode, abandoning an unfinished one
     save()
+    if link is not None:
+        link.send([], p.env_steps, flags=DONE)
     if cfg.prey.mode == PreyMode.learn and place.writes_prey:
         prey_actor = learner.actor.select([place.agents.index(i) for i in range(k, env.n_agents)])
         save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), run_dir / "prey.pt")

@@ -23,6 +23,7 @@ class Mode(StrEnum):
     single = "single"  # one process does everything
     data = "data"  # any W ranks: full replicas, own envs and buffers, gradients averaged
     model = "model"  # one rank per learning agent: its actor and critic; actions all-gathered
+    pipeline = "pipeline"  # model mode's learners on ranks 1..n, plus rank 0 stepping the envs and owning the buffer
 
 
 class DataBatch(StrEnum):
@@ -82,6 +83,7 @@ class ExploreConfig:
 @dataclass
 class DistConfig:
     data_batch: DataBatch = DataBatch.split  # data mode: how the batch relates to the world size
+    staleness: int = 1  # pipeline mode: rounds of updates rank 0 may act ahead of the learners' weights
 
 
 @dataclass
@@ -230,6 +232,13 @@ def validate_world(cfg: Config, world_size: int) -> None:
             f"mode model puts one learning agent on each rank: {cfg.n_learners} learning agents need "
             f"{launch}={cfg.n_learners}, not {world_size}",
         )
+    elif cfg.mode == Mode.pipeline:
+        _require(
+            world_size == cfg.n_learners + 1,
+            f"mode pipeline needs one rank per learning agent plus one for the envs: {launch}={cfg.n_learners + 1}, "
+            f"not {world_size}",
+        )
+        _require(cfg.dist.staleness >= 0, f"dist.staleness must be >= 0, got {cfg.dist.staleness}")
     elif cfg.mode == Mode.data and cfg.dist.data_batch == DataBatch.split:
         _require(
             cfg.maddpg.batch_size % world_size == 0,

@@ -23,6 +23,7 @@ class Comm:
     world_size: int = 1
     local_rank: int = 0
     seconds: float = field(default=0.0, repr=False)
+    group: dist.ProcessGroup | None = field(default=None, repr=False)  # None: every rank of the job
 
     @property
     def is_main(self) -> bool:
@@ -34,7 +35,7 @@ class Comm:
             return
         start = time.perf_counter()
         flat = _flatten_dense_tensors(tensors)
-        dist.all_reduce(flat)
+        dist.all_reduce(flat, group=self.group)
         flat /= self.world_size
         for tensor, reduced in zip(tensors, _unflatten_dense_tensors(flat, tensors), strict=True):
             tensor.copy_(reduced)
@@ -46,10 +47,17 @@ class Comm:
             return local
         start = time.perf_counter()
         parts = [torch.empty_like(local) for _ in range(self.world_size)]
-        dist.all_gather(parts, local.contiguous())
+        dist.all_gather(parts, local.contiguous(), group=self.group)
         gathered = torch.cat(parts, dim=1)
         self.seconds += time.perf_counter() - start
         return gathered
+
+    def subgroup(self, ranks: list[int]) -> Comm | None:
+        """A Comm over `ranks` alone for the members, None for the others. Every rank must call it."""
+        group = dist.new_group(ranks)
+        if self.rank not in ranks:
+            return None
+        return Comm(ranks.index(self.rank), len(ranks), self.local_rank, group=group)
 
     def broadcast_object(self, obj: object, src: int = 0) -> object:
         if self.world_size == 1:

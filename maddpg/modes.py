@@ -21,12 +21,14 @@ class Placement:
     gather: Callable[[torch.Tensor], torch.Tensor]  # local learners' actions -> every learner's
     reduce_grads: Callable[[list[torch.Tensor]], None]
     writes_prey: bool  # this rank exports prey.pt when the prey learned: it holds the prey, and no lower rank does
+    serves_updates: bool = False  # a pipeline learner: it trains on batches rank 0 sends, and never acts
 
 
 def placement(cfg: Config, comm: Comm) -> Placement:
     """single: everything here. data: a full replica per rank with its own envs and buffer, gradients
     averaged in one all-reduce per optimizer step. model: learning agent r on rank r; all ranks step
-    identical envs and sample identical batches from shared seeds, and all-gather the actions."""
+    identical envs and sample identical batches from shared seeds, and all-gather the actions.
+    pipeline: learning agent r on rank r + 1, rank 0 stepping the envs (see pipeline.py)."""
     learners, batch = list(range(cfg.n_learners)), cfg.maddpg.batch_size
     if cfg.mode == Mode.data:
         micro = batch // comm.world_size if cfg.dist.data_batch == DataBatch.split else batch
@@ -35,6 +37,11 @@ def placement(cfg: Config, comm: Comm) -> Placement:
         # With one prey, its rank exports it; several prey sit on several ranks and are not exported.
         owns_prey = cfg.env.num_good == 1 and comm.rank == cfg.env.num_adversaries
         return Placement([comm.rank], 0, 1, batch, comm.all_gather_agents, no_reduce, owns_prey)
+    if cfg.mode == Mode.pipeline:
+        learner_ranks = comm.subgroup(list(range(1, comm.world_size)))
+        if learner_ranks is None:  # rank 0 acts with a copy of every actor and ships batches
+            return Placement(learners, 0, 1, batch, identity, no_reduce, True)
+        return Placement([comm.rank - 1], 0, 1, batch, learner_ranks.all_gather_agents, no_reduce, False, True)
     return Placement(learners, 0, 1, batch, identity, no_reduce, True)
 
 

@@ -75,9 +75,11 @@ def test_a_world_size_that_does_not_fit_the_mode_stops_every_rank(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_single_mode_refuses_several_ranks(tmp_path):
-    result = torchrun(2, *train_args(tmp_path, "bad"), timeout=60)
-    assert result.returncode != 0 and "error: mode single runs one process" in result.stderr
+@pytest.mark.parametrize("mode", ["single", "pipeline"])
+def test_other_world_sizes_that_do_not_fit_stop_every_rank(tmp_path, mode):
+    result = torchrun(2, *train_args(tmp_path, "bad", "--mode", mode), timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.count(f"error: mode {mode}") == 1
 
 
 def test_a_crashed_rank_ends_the_whole_job(tmp_path):
@@ -99,3 +101,34 @@ def test_a_crashed_rank_ends_the_whole_job(tmp_path):
         assert job.wait(timeout=60) != 0
     finally:
         job.kill()
+
+
+def test_pipeline_without_staleness_reproduces_model_mode(tmp_path):
+    common = ("env.num_adversaries=2", "train.total_steps=200", "run.gif=false")  # 3 learners: 2 predators, prey
+    model = torchrun(3, *train_args(tmp_path, "model", "--mode", "model", *common))
+    assert model.returncode == 0, model.stderr[-3000:]
+    pipeline = torchrun(4, *train_args(tmp_path, "pipe", "--mode", "pipeline", "dist.staleness=0", *common))
+    assert pipeline.returncode == 0, pipeline.stderr[-3000:]
+    for rank in range(3):
+        mine, reference = learner(tmp_path / "pipe", rank + 1, 4), learner(tmp_path / "model", rank, 3)
+        assert mine["updates"] == reference["updates"] == 200 - 64 + 1
+        for net in NETWORKS:
+            for key, value in mine[net].items():
+                assert torch.equal(value, reference[net][key]), f"agent {rank}: {net}.{key} differs"
+    assert [r["predator_return"] for r in read_rows(tmp_path / "pipe")] == [
+        r["predator_return"] for r in read_rows(tmp_path / "model")
+    ]
+
+
+def test_pipeline_with_staleness_trains_and_ends_with_current_actors(tmp_path):
+    overrides = ("env.num_adversaries=2", "prey.mode=random", "dist.staleness=2", "train.total_steps=300")
+    result = torchrun(3, *train_args(tmp_path, "pipe", "--mode", "pipeline", *overrides))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "pipe"
+    rollout = learner(run, 0, 3)["actor"]
+    for agent in range(2):
+        trained = learner(run, agent + 1, 3)
+        assert trained["updates"] == 300 - 64 + 1
+        for key, value in trained["actor"].items():
+            assert torch.equal(rollout[key][agent], value[0]), "rank 0 acts with other weights than the learner's"
+    assert (run / "episode.gif").is_file() and [r["env_steps"] for r in read_rows(run)] == [0, 200]
