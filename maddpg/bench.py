@@ -29,14 +29,18 @@ TRAIN_STEPS = 4000  # per end-to-end run; the first evaluation interval (buffer 
 # rather than the study's 256, so that data mode splits it evenly over 2, 3, 4 and 5 ranks.
 SCHEDULE = ["train.total_steps=2000", "train.eval_every=500", "maddpg.learning_starts=240"]
 WIDTHS = {"study": "[64,64]", "4x_wider": "[256,256]"}
-# Model mode needs one rank per learning agent, so each world size W plays its own teams
-# (the prey learns when it adds the W-th learner); single and data modes play the same teams.
+# Teams by number of learning agents (the prey learns when it is the last one). Model mode
+# needs a rank per learning agent and pipeline mode one more, so a world size W plays the
+# teams with W (model, and data for comparison) or W - 1 (pipeline) learning agents.
 TEAMS = {
+    1: ["env.num_adversaries=1", "prey.mode=random"],
     2: ["env.num_adversaries=2", "prey.mode=random"],
     3: ["env.num_adversaries=3", "prey.mode=random"],
     4: ["env.num_adversaries=3", "prey.mode=learn"],
     5: ["env.num_adversaries=4", "prey.mode=learn"],
 }
+MODES = ("data", "model", "pipeline")
+WORLD_SIZES = (2, 3, 4, 5)
 
 
 def env_steps_per_s(backend: Backend, n_envs: int, seconds: float) -> float:
@@ -71,34 +75,36 @@ def mean(rows: list[dict], key: str) -> float:
     return sum(r[key] for r in rows) / len(rows)
 
 
-def mode_timings(rows: list[dict]) -> dict[str, float]:
+def mode_timings(rows: list[dict]) -> dict[str, float | None]:
     rows = rows[2:]  # the untrained policy and buffer filling
     return {
         "ms_per_transition": 1000 / mean(rows, "steps_per_s"),
-        "ms_per_update": mean(rows, "update_ms"),
+        "ms_per_update": mean(rows, "update_ms") if "update_ms" in rows[0] else None,  # none on pipeline's rank 0
         "comm_share": mean(rows, "comm_share"),
     }
 
 
-def modes(threads: int) -> list[dict]:
-    """Every mode at W = 2..5 against single mode on the same teams and total work.
+def modes(threads: int, selected: list[str]) -> list[dict]:
+    """The `selected` modes at W = 2..5 against single mode on the same teams and total work.
 
     Single mode gets `threads` threads (the machine's cores); each rank of a mode gets one,
     so W = 2 uses the same threads in total on 2 cores and W > 2 is oversubscribed there.
     """
-    results = []
+    results, singles = [], {}
     for width_name, hidden in WIDTHS.items():
-        for ranks, teams in TEAMS.items():
-            common = [*teams, f"maddpg.hidden={hidden}", "maddpg.batch_size=240", *SCHEDULE]
-            single = mode_timings(run_train([*common, f"run.threads={threads}"]))
-            for mode in ("data", "model"):
+        for mode in selected:
+            for ranks in WORLD_SIZES:
+                learners = ranks - 1 if mode == "pipeline" else ranks
+                common = [*TEAMS[learners], f"maddpg.hidden={hidden}", "maddpg.batch_size=240", *SCHEDULE]
+                if (width_name, learners) not in singles:
+                    singles[width_name, learners] = mode_timings(run_train([*common, f"run.threads={threads}"]))
+                single = singles[width_name, learners]
                 timing = mode_timings(run_train([*common, f"mode={mode}", "run.threads=1"], ranks))
-                ratio = timing["ms_per_transition"] / single["ms_per_transition"]
                 results.append(
-                    {"network": width_name, "teams": " ".join(teams), "mode": mode, "ranks": ranks}
+                    {"network": width_name, "teams": " ".join(TEAMS[learners]), "mode": mode, "ranks": ranks}
                     | {"oversubscribed": ranks > (os.cpu_count() or 1), "single": single}
                     | timing
-                    | {"vs_single": ratio}
+                    | {"vs_single": timing["ms_per_transition"] / single["ms_per_transition"]}
                 )
                 print(json.dumps(results[-1]), file=sys.stderr)
     return results
@@ -115,7 +121,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench.json")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per env measurement")
-    parser.add_argument("--no-modes", dest="modes", action="store_false", help="skip the distributed modes")
+    parser.add_argument("--modes", default=",".join(MODES), help="modes to compare, comma-separated; '' skips")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -139,7 +145,7 @@ def main() -> None:
         "train_steps_per_s": {b.value: train_steps_per_s(b, args.threads) for b in (Backend.torch, Backend.mpe2)},
     }
     if args.modes:
-        result["modes"] = modes(args.threads)
+        result["modes"] = modes(args.threads, args.modes.split(","))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
