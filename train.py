@@ -33,7 +33,7 @@ from maddpg import seeding
 from maddpg.buffer import Batch, ReplayBuffer
 from maddpg.checkpoint import list_checkpoints, load_checkpoint, save_atomic, save_checkpoint
 from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, load_config, to_dict, to_yaml
-from maddpg.distributed import Comm, setup, teardown, world_size_from_env
+from maddpg.distributed import Comm, exit_process, setup, teardown, world_size_from_env
 from maddpg.envs import VecEnv, make_env
 from maddpg.evaluate import evaluate
 from maddpg.learner import Maddpg, exploration_scale
@@ -313,3 +313,5 @@ def train(
 
 if __name__ == "__main__":
     main()
+    if world_size_from_env() > 1:
+        exit_process()

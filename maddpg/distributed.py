@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -86,6 +87,15 @@ def setup(device: torch.device) -> Comm:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Comm(rank=dist.get_rank(), world_size=world_size, local_rank=local_rank)
+
+
+def exit_process(code: int = 0) -> None:
+    """End a rank that has torn down, skipping interpreter finalisation: now and then a gloo
+    worker thread aborted it ("terminate called without an active exception") after all work
+    was done and every rank had passed the final barrier, turning a finished job into a failed one."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def teardown(wait_for_peers: bool = True) -> None:

@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from conftest import random_batch, toy_learner
 from maddpg.buffer import Batch
-from maddpg.distributed import setup, teardown
+from maddpg.distributed import exit_process, setup, teardown
 
 OBS_DIMS = (6, 6, 6, 5)
 UPDATES = 5
@@ -58,3 +58,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_process()
