@@ -35,6 +35,11 @@ def no_reduce(grads: list[torch.Tensor]) -> None:
     """Gradients stay as computed: one process, or ranks that own different agents."""
 
 
+def identity(actions: torch.Tensor) -> torch.Tensor:
+    """Every learner's actions are already here: the gather of a process that holds all agents."""
+    return actions
+
+
 class Maddpg:
     """Actors and centralised critics of learning agents, as one stack each.
 
@@ -58,7 +63,7 @@ class Maddpg:
         generator: torch.Generator,
         device: torch.device | str = "cpu",
         agents: Sequence[int] | None = None,
-        gather: Callable[[torch.Tensor], torch.Tensor] = lambda actions: actions,
+        gather: Callable[[torch.Tensor], torch.Tensor] = identity,
         reduce_grads: Callable[[list[torch.Tensor]], None] = no_reduce,
     ):
         self.cfg, self.prey, self.generator, self.device = cfg, prey, generator, torch.device(device)

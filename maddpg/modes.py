@@ -9,7 +9,7 @@ import torch
 
 from maddpg.config import Config, DataBatch, Mode
 from maddpg.distributed import Comm
-from maddpg.learner import no_reduce
+from maddpg.learner import identity, no_reduce
 
 
 @dataclass
@@ -43,7 +43,3 @@ def placement(cfg: Config, comm: Comm) -> Placement:
             return Placement(learners, 0, 1, batch, identity, no_reduce, True)
         return Placement([comm.rank - 1], 0, 1, batch, learner_ranks.all_gather_agents, no_reduce, False, True)
     return Placement(learners, 0, 1, batch, identity, no_reduce, True)
-
-
-def identity(actions: torch.Tensor) -> torch.Tensor:
-    return actions
