@@ -112,7 +112,7 @@ def _run_dir(cfg: Config, args: argparse.Namespace, world_size: int) -> tuple[Pa
     return run_dir, checkpoints[-1]
 
 
-def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer]:
+def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer | None]:
     """Envs, learner and buffer. Initial weights come from `train.seed` alone (identical on every rank)."""
     seed = cfg.train.seed + place.replica
     env = make_env(cfg.env, device)
@@ -129,6 +129,8 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
         env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, generator, device,
         agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads,
     )  # fmt: skip
+    if place.serves_updates:
+        return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
     buffer = ReplayBuffer(
         cfg.maddpg.buffer_size // place.replicas, env.n_agents, env.obs_dim, env.act_dim,
         seed=seeding.derive_seeds(seed, seeding.SAMPLE)[0], device=device,
