@@ -221,19 +221,19 @@ def train(
     steps_per_iteration = n_envs * place.replicas  # transitions collected by all ranks together
     bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not (cfg.run.progress and comm.is_main))
     start = time.perf_counter() - p.wall_clock
-    link = RolloutLink(learner, comm, cfg.dist.staleness) if cfg.mode == Mode.pipeline else None
+    link = RolloutLink(learner, comm, cfg.dist.staleness, cfg.dist.round_updates) if cfg.mode == Mode.pipeline else None
 
     def learn(updates: int) -> None:
         batches = [buffer.sample(place.batch_size) for _ in range(updates)]
         if link is not None:
-            link.send(batches, p.env_steps)  # the pipeline's learner ranks run the updates
+            link.add(batches, p.env_steps)  # the pipeline's learner ranks run the updates
             return
         for batch in batches:
             tally.add_update(*learner.update(batch))
 
     def log_row() -> None:
         if link is not None:
-            link.drain()  # evaluate the current actors
+            link.drain(p.env_steps)  # evaluate the current actors
         # Every rank evaluates: in model mode acting needs all ranks; elsewhere it is cheap.
         row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, cfg.train.seed)}
         row["env_steps_per_rank"] = p.env_steps // place.replicas
@@ -246,7 +246,7 @@ def train(
 
     def save() -> None:
         if link is not None:
-            link.drain()
+            link.drain(p.env_steps)
             link.send([], p.env_steps, flags=SAVE)  # the learner ranks save their part
         p.wall_clock = time.perf_counter() - start
         state = {

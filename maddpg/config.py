@@ -84,6 +84,7 @@ class ExploreConfig:
 class DistConfig:
     data_batch: DataBatch = DataBatch.split  # data mode: how the batch relates to the world size
     staleness: int = 1  # pipeline mode: rounds of updates rank 0 may act ahead of the learners' weights
+    round_updates: int = 8  # pipeline mode: updates shipped together in one round (1: every update)
 
 
 @dataclass
@@ -239,6 +240,7 @@ def validate_world(cfg: Config, world_size: int) -> None:
             f"not {world_size}",
         )
         _require(cfg.dist.staleness >= 0, f"dist.staleness must be >= 0, got {cfg.dist.staleness}")
+        _require(cfg.dist.round_updates >= 1, f"dist.round_updates must be >= 1, got {cfg.dist.round_updates}")
     elif cfg.mode == Mode.data and cfg.dist.data_batch == DataBatch.split:
         _require(
             cfg.maddpg.batch_size % world_size == 0,

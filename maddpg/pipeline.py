@@ -45,12 +45,24 @@ def flat_actor(learner: Maddpg) -> torch.Tensor:
 
 
 class RolloutLink:
-    """Rank 0's end: ships batches, takes actor weights back into its copy of every actor."""
+    """Rank 0's end: ships batches, takes actor weights back into its copy of every actor.
 
-    def __init__(self, learner: Maddpg, comm: Comm, staleness: int):
-        self.learner, self.comm, self.staleness = learner, comm, staleness
+    Batches are shipped in rounds of `round_updates`, so that a round's three collectives are
+    paid once for several updates; rank 0 acts with weights at most `staleness` rounds old.
+    """
+
+    def __init__(self, learner: Maddpg, comm: Comm, staleness: int, round_updates: int):
+        self.learner, self.comm, self.staleness, self.round_updates = learner, comm, staleness, round_updates
         self.size = sum(p[0].numel() for p in learner.actor.parameters())  # one agent's actor
         self.pending: deque = deque()
+        self.owed: list[Batch] = []
+
+    def add(self, batches: list[Batch], env_steps: int) -> None:
+        """Batches for the next updates, in order; a full round is shipped."""
+        self.owed += batches
+        if len(self.owed) >= self.round_updates:
+            self.send(self.owed, env_steps)
+            self.owed = []
 
     def send(self, batches: list[Batch], env_steps: int, flags: int = 0) -> None:
         start = time.perf_counter()
@@ -70,8 +82,12 @@ class RolloutLink:
             self._take(*self.pending.popleft())
         self.comm.seconds += time.perf_counter() - start
 
-    def drain(self) -> None:
-        """Wait for every round in flight: the actor copy is then current (before evaluating or saving)."""
+    def drain(self, env_steps: int) -> None:
+        """Ship what is owed and wait for every round in flight: the actor copy is then current
+        (before evaluating or saving)."""
+        if self.owed:
+            self.send(self.owed, env_steps)
+            self.owed = []
         start = time.perf_counter()
         while self.pending:
             self._take(*self.pending.popleft())

@@ -107,7 +107,8 @@ def test_pipeline_without_staleness_reproduces_model_mode(tmp_path):
     common = ("env.num_adversaries=2", "train.total_steps=200", "run.gif=false")  # 3 learners: 2 predators, prey
     model = torchrun(3, *train_args(tmp_path, "model", "--mode", "model", *common))
     assert model.returncode == 0, model.stderr[-3000:]
-    pipeline = torchrun(4, *train_args(tmp_path, "pipe", "--mode", "pipeline", "dist.staleness=0", *common))
+    lockstep = ("dist.staleness=0", "dist.round_updates=1")  # rank 0 waits for every update's weights
+    pipeline = torchrun(4, *train_args(tmp_path, "pipe", "--mode", "pipeline", *lockstep, *common))
     assert pipeline.returncode == 0, pipeline.stderr[-3000:]
     for rank in range(3):
         mine, reference = learner(tmp_path / "pipe", rank + 1, 4), learner(tmp_path / "model", rank, 3)
