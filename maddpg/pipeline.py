@@ -9,6 +9,7 @@ reproduces model mode).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,9 +30,15 @@ def pack(batches: list[Batch]) -> torch.Tensor:
                         for b in batches])  # fmt: skip
 
 
+def layout(n_agents: int, obs_dim: int, act_dim: int) -> list[tuple[int, ...]]:
+    """Each Batch field's per-transition shape, in order."""
+    return [(n_agents, obs_dim), (n_agents, act_dim), (n_agents,), (n_agents, obs_dim), ()]
+
+
 def unpack(packed: torch.Tensor, n_agents: int, obs_dim: int, act_dim: int) -> list[Batch]:
-    widths = [n_agents * obs_dim, n_agents * act_dim, n_agents, n_agents * obs_dim, 1]
-    shapes = [(n_agents, obs_dim), (n_agents, act_dim), (n_agents,), (n_agents, obs_dim), ()]
+    """(K, B, D) from `pack` -> K batches."""
+    shapes = layout(n_agents, obs_dim, act_dim)
+    widths = [math.prod(shape) for shape in shapes]
     batches = []
     for rows in packed:
         fields = rows.split(widths, dim=1)
@@ -118,7 +125,7 @@ def serve_updates(
 ) -> None:
     """A learner rank's loop: receive batches, update, send the actor back, until rank 0 says done."""
     device = learner.device
-    width = n_agents * (2 * obs_dim + act_dim + 1) + 1
+    width = sum(math.prod(shape) for shape in layout(n_agents, obs_dim, act_dim))
     while True:
         header = torch.zeros(3, dtype=torch.long, device=device)
         dist.broadcast(header, 0)
@@ -128,8 +135,8 @@ def serve_updates(
             dist.broadcast(packed, 0)
             for batch in unpack(packed, n_agents, obs_dim, act_dim):
                 learner.update(batch)
-            parts = [torch.empty_like(flat_actor(learner)) for _ in range(dist.get_world_size())]
-            dist.all_gather(parts, flat_actor(learner))
+            weights = flat_actor(learner)
+            dist.all_gather([torch.empty_like(weights) for _ in range(dist.get_world_size())], weights)
         if flags & SAVE:
             save(env_steps)
         if flags & DONE:
