@@ -1,6 +1,6 @@
 """Benchmark (`make bench`): env transitions/s of both backends and end-to-end training steps/s, as JSON.
 
-python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S]
+python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from maddpg.config import Backend, EnvConfig
 from maddpg.envs import make_env
@@ -71,6 +72,50 @@ def run_train(overrides: list[str], ranks: int = 1) -> list[dict]:
         return read_rows(Path(tmp) / "bench")
 
 
+def collective_latency_worker(repeats: int = 300) -> None:
+    """Under torchrun: microseconds per blocking collective on a message of MADDPG's size
+    (20,000 float32, about one critic's gradients), with idle ranks and after 1 ms of
+    compute on every rank (as in training). Rank 0 prints one JSON line."""
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    message, a, b = torch.zeros(20_000), torch.rand(2, 120, 64), torch.rand(2, 64, 64)
+    parts = [torch.empty_like(message) for _ in range(dist.get_world_size())]
+    collectives = {
+        "all_reduce": lambda: dist.all_reduce(message),
+        "all_gather": lambda: dist.all_gather(parts, message),
+        "broadcast": lambda: dist.broadcast(message, 0),
+    }
+
+    def compute_1ms() -> None:
+        start = time.perf_counter()
+        while time.perf_counter() - start < 1e-3:
+            torch.bmm(a, b)
+
+    def per_call_us(call) -> float:
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        return (time.perf_counter() - start) / repeats * 1e6
+
+    result = {"message_floats": message.numel(), "compute_us": per_call_us(compute_1ms)}
+    for name, collective in collectives.items():
+        result[f"{name}_idle_us"] = per_call_us(collective)
+        after_compute = per_call_us(lambda c=collective: (compute_1ms(), c()))
+        result[f"{name}_after_compute_us"] = after_compute - result["compute_us"]
+    if dist.get_rank() == 0:
+        print(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def collective_latency(ranks: int = 2) -> dict:
+    """`collective_latency_worker` on `ranks` processes of this machine."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    command += ["-m", "maddpg.bench", "--latency-worker"]
+    result = subprocess.run(command, check=True, cwd=Path(__file__).parent.parent, capture_output=True, text=True)
+    return {"ranks": ranks} | json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def mean(rows: list[dict], key: str) -> float:
     return sum(r[key] for r in rows) / len(rows)
 
@@ -122,7 +167,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per env measurement")
     parser.add_argument("--modes", default=",".join(MODES), help="modes to compare, comma-separated; '' skips")
+    parser.add_argument("--latency-worker", action="store_true", help=argparse.SUPPRESS)  # one rank of the above
     args = parser.parse_args()
+    if args.latency_worker:
+        collective_latency_worker()
+        return
     torch.set_num_threads(args.threads)
 
     env = {
@@ -145,6 +194,7 @@ def main() -> None:
         "train_steps_per_s": {b.value: train_steps_per_s(b, args.threads) for b in (Backend.torch, Backend.mpe2)},
     }
     if args.modes:
+        result["collective_latency"] = collective_latency()
         result["modes"] = modes(args.threads, args.modes.split(","))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -83,7 +83,9 @@ class Maddpg:
         )
         critic = StackedMLP(n_learners, critic_in, cfg.hidden, 1)
         self.actor, self.critic = actor.select(self.agents).to(device), critic.select(self.agents).to(device)
-        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        # Every process keeps the target actors of *all* learners: critic targets then need no
+        # message per update, only a gather of the online actors at each soft update.
+        self.target_actor = copy.deepcopy(actor).to(device).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         # Adam is elementwise, so one optimizer over the stack equals one optimizer per agent.
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, foreach=True)
@@ -96,14 +98,16 @@ class Maddpg:
 
     # -- acting ----------------------------------------------------------------------------
 
-    def learner_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+    def learner_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (B, N, O) -> the local learners' deterministic actions (B, len(agents), A)."""
-        actor = self.target_actor if target else self.actor
-        return actor(obs[:, self.agents].transpose(0, 1)).transpose(0, 1)
+        return self.actor(obs[:, self.agents].transpose(0, 1)).transpose(0, 1)
 
     def joint_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """obs (B, N, O) -> every agent's action (B, N, A): learners' (target) actors, then the prey."""
-        acts = self.gather(self.learner_actions(obs, target))
+        if target:
+            acts = self.target_actor(obs[:, : self.n_learners].transpose(0, 1)).transpose(0, 1)
+        else:
+            acts = self.gather(self.learner_actions(obs))
         if self.prey is not None:
             prey_obs = obs[:, self.n_learners :]
             prey_acts = self.prey.target_act(prey_obs) if target else self.prey.act(prey_obs)
@@ -181,9 +185,12 @@ class Maddpg:
 
     @torch.no_grad()
     def soft_update(self) -> None:
-        """target <- tau * online + (1 - tau) * target, for actors and critics."""
-        for online, target in ((self.actor, self.target_actor), (self.critic, self.target_critic)):
-            torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.cfg.tau)
+        """target <- tau * online + (1 - tau) * target, for the local critics and every learner's actor."""
+        tau = self.cfg.tau
+        torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), tau)
+        online_actors = self.gather(self.actor.rows()[None])[0]  # (n_learners, P): one message
+        target_actors = list(self.target_actor.parameters())
+        torch._foreach_lerp_(target_actors, self.target_actor.row_views(online_actors), tau)
 
     # -- state -----------------------------------------------------------------------------
 

@@ -58,6 +58,16 @@ class StackedMLP(nn.Module):
         x = self.layers[-1](x)
         return torch.sigmoid(x) if self.sigmoid_output else x
 
+    def rows(self) -> torch.Tensor:
+        """Every agent's parameters as one row: (n, P)."""
+        return torch.cat([p.detach().flatten(1) for p in self.parameters()], dim=1)
+
+    def row_views(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """(n', P) rows as `rows` lays them out -> tensors shaped like the parameters, with n' agents."""
+        params = list(self.parameters())
+        parts = rows.split([p[0].numel() for p in params], dim=1)
+        return [part.reshape(len(rows), *p.shape[1:]) for part, p in zip(parts, params, strict=True)]
+
     def select(self, agents: Sequence[int]) -> StackedMLP:
         """A copy holding only the networks of `agents` (indices into the stack)."""
         index = torch.tensor(list(agents), device=self.layers[0].weight.device)

@@ -46,11 +46,6 @@ def unpack(packed: torch.Tensor, n_agents: int, obs_dim: int, act_dim: int) -> l
     return batches
 
 
-def flat_actor(learner: Maddpg) -> torch.Tensor:
-    """A learner rank's one actor as a flat vector."""
-    return torch.cat([p.detach().flatten() for p in learner.actor.parameters()])
-
-
 class RolloutLink:
     """Rank 0's end: ships batches, takes actor weights back into its copy of every actor.
 
@@ -60,7 +55,7 @@ class RolloutLink:
 
     def __init__(self, learner: Maddpg, comm: Comm, staleness: int, round_updates: int):
         self.learner, self.comm, self.staleness, self.round_updates = learner, comm, staleness, round_updates
-        self.size = sum(p[0].numel() for p in learner.actor.parameters())  # one agent's actor
+        self.size = learner.actor.rows().shape[1]  # one agent's actor
         self.pending: deque = deque()
         self.owed: list[Batch] = []
 
@@ -106,13 +101,8 @@ class RolloutLink:
         if work is None:
             return
         work.wait()
-        with torch.no_grad():
-            for agent, flat in enumerate(weights):
-                offset = 0
-                for p in self.learner.actor.parameters():
-                    n = p[agent].numel()
-                    p[agent].copy_(flat[offset : offset + n].view_as(p[agent]))
-                    offset += n
+        actor = self.learner.actor
+        torch._foreach_copy_([p.detach() for p in actor.parameters()], actor.row_views(torch.stack(weights)))
 
 
 def serve_updates(
@@ -135,7 +125,7 @@ def serve_updates(
             dist.broadcast(packed, 0)
             for batch in unpack(packed, n_agents, obs_dim, act_dim):
                 learner.update(batch)
-            weights = flat_actor(learner)
+            weights = learner.actor.rows()[0]  # this rank's one actor
             dist.all_gather([torch.empty_like(weights) for _ in range(dist.get_world_size())], weights)
         if flags & SAVE:
             save(env_steps)
