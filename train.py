@@ -7,12 +7,14 @@
     torchrun --standalone --nproc_per_node=2 train.py --mode data   # replicas averaging gradients
     torchrun --standalone --nproc_per_node=4 train.py --mode model  # one learning agent per rank
     torchrun --standalone --nproc_per_node=5 train.py --mode pipeline  # model + a rank stepping the envs
+    torchrun --standalone --nproc_per_node=5 train.py --mode genetic   # 5 learners sharing the best critic
     torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 train.py --mode data
 
 Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
 config.yaml, metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/ (a file
-per rank), learning_curve.png, episode.gif, and prey.pt when the prey learned (usable as
-prey.mode=fixed). Only rank 0 writes, except each rank's own checkpoint file.
+per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usable as
+prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync). Only rank 0 writes,
+except each rank's own checkpoint file.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, lo
 from maddpg.distributed import Comm, exit_process, setup, teardown, world_size_from_env
 from maddpg.envs import VecEnv, make_env
 from maddpg.evaluate import evaluate
+from maddpg.genetic import Population
 from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
@@ -113,7 +116,8 @@ def _run_dir(cfg: Config, args: argparse.Namespace, world_size: int) -> tuple[Pa
 
 
 def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer | None]:
-    """Envs, learner and buffer. Initial weights come from `train.seed` alone (identical on every rank)."""
+    """Envs, learner and buffer. Initial weights come from `train.seed` (identical on every rank),
+    except in genetic mode with genetic.diverse_init, where each learner starts from seed + rank."""
     seed = cfg.train.seed + place.replica
     env = make_env(cfg.env, device)
     eval_env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes), device)
@@ -124,7 +128,7 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
         prey = RandomPrey(env.act_dim, generator)
     else:
         prey = None
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(seed if cfg.mode == Mode.genetic and cfg.genetic.diverse_init else cfg.train.seed)
     learner = Maddpg(
         env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, generator, device,
         agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads,
@@ -132,7 +136,7 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
     buffer = ReplayBuffer(
-        cfg.maddpg.buffer_size // place.replicas, env.n_agents, env.obs_dim, env.act_dim,
+        cfg.maddpg.buffer_size * place.population // place.replicas, env.n_agents, env.obs_dim, env.act_dim,
         seed=seeding.derive_seeds(seed, seeding.SAMPLE)[0], device=device,
     )  # fmt: skip
     return env, eval_env, learner, buffer
@@ -182,12 +186,15 @@ def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm)
 
     progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
     tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
+    population = Population(cfg.genetic, comm, learner, cfg.train.seed) if cfg.mode == Mode.genetic else None
     if resume_from is not None:
         state = load_checkpoint(resume_from, comm.rank, device)
         learner.load_state_dict(state["learner"])
         buffer.load_state_dict(state["buffer"])
         progress = Progress(**state["progress"])
         tally.load_state_dict(state["tally"])
+        if population is not None:
+            population.load_state_dict(state["population"])
     metrics = None
     if comm.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +202,7 @@ def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm)
         metrics = MetricsLog(run_dir, resume_step=None if resume_from is None else progress.env_steps)
     comm.barrier()  # the run directory exists before any rank writes into it
     try:
-        train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics)
+        train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics, population)
     finally:
         if metrics is not None:
             metrics.close()
@@ -215,10 +222,14 @@ def train(
     p: Progress,
     tally: Tally,
     metrics: MetricsLog | None,
+    population: Population | None,
 ) -> None:
     seed = cfg.train.seed + place.replica
     n_envs, k = env.n_envs, cfg.env.num_adversaries
     steps_per_iteration = n_envs * place.replicas  # transitions collected by all ranks together
+    # The update schedule counts each learner's transitions: W data replicas share one learner's
+    # work (each takes every update on its micro-batch); genetic learners each have their own.
+    learner_steps_per_iteration = steps_per_iteration // place.population
     bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not (cfg.run.progress and comm.is_main))
     start = time.perf_counter() - p.wall_clock
     link = RolloutLink(learner, comm, cfg.dist.staleness, cfg.dist.round_updates) if cfg.mode == Mode.pipeline else None
@@ -237,9 +248,12 @@ def train(
         # Every rank evaluates: in model mode acting needs all ranks; elsewhere it is cheap.
         row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, cfg.train.seed)}
         row["env_steps_per_rank"] = p.env_steps // place.replicas
+        row["env_steps_per_learner"] = p.env_steps // place.population
         row["wall_clock"] = time.perf_counter() - start
         row |= tally.summary()
         tally.reset()
+        if population is not None:
+            row |= population.gather_evaluation(row)
         if metrics is not None:
             metrics.log(row)
         bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
@@ -256,7 +270,7 @@ def train(
             "buffer": buffer.state_dict(include_data=cfg.train.checkpoint_buffer),
             "progress": asdict(p),
             "tally": tally.state_dict(),
-        }
+        } | ({} if population is None else {"population": population.state_dict()})
         save_checkpoint(state, run_dir, p.env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
 
     if p.env_steps == 0:
@@ -278,9 +292,8 @@ def train(
             tally.steps += steps_per_iteration
 
         with tally.timer("update"):
-            # The schedule counts every rank's transitions, so W replicas share the single-mode work.
-            if buffer.size * place.replicas >= cfg.maddpg.learning_starts:
-                p.update_credit += steps_per_iteration * cfg.maddpg.updates_per_step
+            if buffer.size * place.replicas // place.population >= cfg.maddpg.learning_starts:
+                p.update_credit += learner_steps_per_iteration * cfg.maddpg.updates_per_step
                 owed = int(p.update_credit)
                 p.update_credit -= owed
                 if owed:
@@ -290,6 +303,11 @@ def train(
         if p.env_steps >= p.next_eval:
             log_row()
             p.next_eval += cfg.train.eval_every
+        if population is not None and population.due(p.env_steps // place.population):
+            with tally.timer("sync"):
+                sync = population.sync(p.env_steps, p.env_steps // place.population)
+            if metrics is not None:
+                metrics.log_sync(sync)
         if truncated:
             tally.add_episodes(episode_return)
             episode_return.zero_()

@@ -24,11 +24,22 @@ class Mode(StrEnum):
     data = "data"  # any W ranks: full replicas, own envs and buffers, gradients averaged
     model = "model"  # one rank per learning agent: its actor and critic; actions all-gathered
     pipeline = "pipeline"  # model mode's learners on ranks 1..n, plus rank 0 stepping the envs and owning the buffer
+    genetic = "genetic"  # any P ranks: P independent learners that periodically share the best one's critic
 
 
 class DataBatch(StrEnum):
     split = "split"  # each rank samples batch_size / W: the union is one single-mode batch
     per_rank = "per_rank"  # each rank samples batch_size: the effective batch grows with W
+
+
+class Schedule(StrEnum):
+    constant = "constant"  # a sync every genetic.sync_every env steps per learner (the study)
+    adaptive = "adaptive"  # period k is sync_every * growth**k, clamped to [min_period, max_period]
+
+
+class Strategy(StrEnum):
+    critic = "critic"  # the best learner's critic and target critic go to every learner (the study)
+    pbt = "pbt"  # Population Based Training: the bottom quantile copies a top learner whole, then perturbs it
 
 
 class PreyMode(StrEnum):
@@ -88,6 +99,21 @@ class DistConfig:
 
 
 @dataclass
+class GeneticConfig:
+    sync_every: int = 5000  # env steps per learner between syncs (the study's 5000); adaptive: the first period
+    fitness_window: int = 1  # fitness: mean predator_return of a learner's last this many evaluations (study: 1)
+    diverse_init: bool = True  # initial weights from seed + rank; false: every learner from `seed`, as the study
+    strategy: Strategy = Strategy.critic
+    sync_optimizer: bool = False  # strategy critic: also send the critic's Adam state
+    schedule: Schedule = Schedule.constant
+    growth: float = 1.5  # adaptive: each period is the previous one times this (< 1: periods shrink) ...
+    min_period: int = 1000  # ... clamped to [min_period, max_period] env steps per learner
+    max_period: int = 40_000
+    quantile: float = 0.25  # pbt: the bottom ceil(P * quantile) learners copy one of the top as many
+    perturb: list[float] = field(default_factory=lambda: [0.8, 1.2])  # pbt: factors drawn for each hyperparameter
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     total_steps: int = 2_000_000  # env transitions, all copies together
@@ -116,6 +142,7 @@ class Config:
     maddpg: MaddpgConfig = field(default_factory=MaddpgConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    genetic: GeneticConfig = field(default_factory=GeneticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -241,6 +268,19 @@ def validate_world(cfg: Config, world_size: int) -> None:
         )
         _require(cfg.dist.staleness >= 0, f"dist.staleness must be >= 0, got {cfg.dist.staleness}")
         _require(cfg.dist.round_updates >= 1, f"dist.round_updates must be >= 1, got {cfg.dist.round_updates}")
+    elif cfg.mode == Mode.genetic:
+        g = cfg.genetic
+        for key in ("sync_every", "fitness_window", "min_period"):
+            _require(getattr(g, key) >= 1, f"genetic.{key} must be >= 1, got {getattr(g, key)}")
+        _require(g.growth > 0, f"genetic.growth must be > 0, got {g.growth}")
+        _require(
+            g.min_period <= g.max_period,
+            f"genetic.min_period ({g.min_period}) exceeds genetic.max_period ({g.max_period})",
+        )
+        _require(0 < g.quantile <= 0.5, f"genetic.quantile must be in (0, 0.5], got {g.quantile}")
+        _require(
+            len(g.perturb) >= 1 and min(g.perturb) > 0, f"genetic.perturb must list positive factors, got {g.perturb}"
+        )
     elif cfg.mode == Mode.data and cfg.dist.data_batch == DataBatch.split:
         _require(
             cfg.maddpg.batch_size % world_size == 0,

@@ -95,6 +95,7 @@ class Maddpg:
         eye = torch.eye(self.n_agents, dtype=torch.bool, device=device)[self.agents]
         self.own_slot = eye[:, None, :, None]
         self.updates = 0
+        self.noise_scale = 1.0  # multiplies the Gaussian exploration noise (genetic mode's pbt tunes it)
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class Maddpg:
         acts = self.joint_actions(obs)
         if epsilon > 0 or noise_std > 0:
             learners = acts[:, : self.n_learners]
-            acts[:, : self.n_learners] = explore(learners, epsilon, noise_std, self.generator)
+            acts[:, : self.n_learners] = explore(learners, epsilon, noise_std * self.noise_scale, self.generator)
         return acts
 
     # -- learning --------------------------------------------------------------------------
@@ -203,11 +204,12 @@ class Maddpg:
             "actor_opt": self.actor_opt.state_dict(),
             "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
+            "noise_scale": self.noise_scale,
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt"):
             getattr(self, name).load_state_dict(state[name])
-        self.updates = state["updates"]
+        self.updates, self.noise_scale = state["updates"], state["noise_scale"]
         self.generator.set_state(state["generator"])

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -14,28 +15,36 @@ from torch.utils.tensorboard import SummaryWriter
 from maddpg.distributed import Comm
 
 METRICS_FILE = "metrics.jsonl"
+SYNCS_FILE = "syncs.jsonl"  # genetic mode: one row per sync round
 
 
-def read_rows(run_dir: Path) -> list[dict]:
-    path = run_dir / METRICS_FILE
+def read_rows(run_dir: Path, name: str = METRICS_FILE) -> list[dict]:
+    path = run_dir / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def open_rows(run_dir: Path, name: str, resume_step: int | None) -> TextIO:
+    """A rows file opened for appending; on resume, without the rows logged after `resume_step`."""
+    if resume_step is not None:
+        kept = [row for row in read_rows(run_dir, name) if row["env_steps"] <= resume_step]
+        (run_dir / name).write_text("".join(json.dumps(row) + "\n" for row in kept))
+    return (run_dir / name).open("a")
+
+
 class MetricsLog:
-    """Appends rows to runs/<name>/metrics.jsonl and mirrors them to TensorBoard.
+    """Appends rows to runs/<name>/metrics.jsonl (and sync rows to syncs.jsonl) and mirrors the
+    metrics to TensorBoard.
 
     On resume from a checkpoint at `resume_step`, rows logged after it (by a run that went on
     past its last checkpoint) are dropped, so the resumed run neither repeats nor skips a row.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
-        self.path = run_dir / METRICS_FILE
-        if resume_step is not None:
-            kept = [row for row in read_rows(run_dir) if row["env_steps"] <= resume_step]
-            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
-        self.file = self.path.open("a")
+        self.run_dir, self.resume_step = run_dir, resume_step
+        self.file = open_rows(run_dir, METRICS_FILE, resume_step)
+        self.syncs: TextIO | None = None  # opened by the first sync row
         purge = None if resume_step is None else resume_step + 1
         self.tensorboard = SummaryWriter(run_dir / "tensorboard", purge_step=purge)
 
@@ -46,8 +55,16 @@ class MetricsLog:
             if key != "env_steps" and isinstance(value, (int, float)):
                 self.tensorboard.add_scalar(key, value, row["env_steps"])
 
+    def log_sync(self, row: dict) -> None:
+        if self.syncs is None:
+            self.syncs = open_rows(self.run_dir, SYNCS_FILE, self.resume_step)
+        self.syncs.write(json.dumps(row) + "\n")
+        self.syncs.flush()
+
     def close(self) -> None:
         self.file.close()
+        if self.syncs is not None:
+            self.syncs.close()
         self.tensorboard.close()
 
 
@@ -66,7 +83,7 @@ class Tally:
     def reset(self) -> None:
         self.losses = 0
         self.updates, self.steps, self.episodes, self.episode_return = 0, 0, 0, 0.0
-        self.seconds = {"env": 0.0, "update": 0.0}
+        self.seconds = {"env": 0.0, "update": 0.0, "sync": 0.0}  # sync: genetic mode's rounds
         self.comm.seconds = 0.0
 
     @contextmanager
@@ -86,11 +103,11 @@ class Tally:
         self.episode_return += predator_returns.sum().item()
 
     def summary(self) -> dict[str, float]:
-        """steps_per_s counts acting, env stepping and updates (not evaluation); update_time_share
+        """steps_per_s counts acting, env stepping, updates and syncs (not evaluation); update_time_share
         and comm_share are the parts of that time spent in updates and in collectives; update_ms
         is the time of one update (this rank's part, collectives included).
         Every rank calls it together (in model mode it gathers the losses)."""
-        busy = self.seconds["env"] + self.seconds["update"]
+        busy = sum(self.seconds.values())
         row = {}
         if busy:
             row["steps_per_s"] = self.steps / busy

@@ -17,6 +17,7 @@ class Placement:
     agents: list[int]  # the learning agents whose networks this rank holds
     replica: int  # offsets this rank's env, exploration and sampling seeds: its own streams, or shared ones
     replicas: int  # ranks collecting different transitions: each loop iteration adds n_envs * replicas
+    population: int  # independent learners in the job; replicas / population ranks share each learner's work
     batch_size: int  # transitions this rank samples per update
     gather: Callable[[torch.Tensor], torch.Tensor]  # local learners' actions -> every learner's
     reduce_grads: Callable[[list[torch.Tensor]], None]
@@ -28,18 +29,21 @@ def placement(cfg: Config, comm: Comm) -> Placement:
     """single: everything here. data: a full replica per rank with its own envs and buffer, gradients
     averaged in one all-reduce per optimizer step. model: learning agent r on rank r; all ranks step
     identical envs and sample identical batches from shared seeds, and all-gather the actions.
-    pipeline: learning agent r on rank r + 1, rank 0 stepping the envs (see pipeline.py)."""
-    learners, batch = list(range(cfg.n_learners)), cfg.maddpg.batch_size
+    pipeline: learning agent r on rank r + 1, rank 0 stepping the envs (see pipeline.py).
+    genetic: an independent learner per rank with its own envs and buffer (see genetic.py)."""
+    learners, batch, world = list(range(cfg.n_learners)), cfg.maddpg.batch_size, comm.world_size
     if cfg.mode == Mode.data:
-        micro = batch // comm.world_size if cfg.dist.data_batch == DataBatch.split else batch
-        return Placement(learners, comm.rank, comm.world_size, micro, identity, comm.all_reduce_mean_, comm.is_main)
+        micro = batch // world if cfg.dist.data_batch == DataBatch.split else batch
+        return Placement(learners, comm.rank, world, 1, micro, identity, comm.all_reduce_mean_, comm.is_main)
     if cfg.mode == Mode.model:
         # With one prey, its rank exports it; several prey sit on several ranks and are not exported.
         owns_prey = cfg.env.num_good == 1 and comm.rank == cfg.env.num_adversaries
-        return Placement([comm.rank], 0, 1, batch, comm.all_gather_agents, no_reduce, owns_prey)
+        return Placement([comm.rank], 0, 1, 1, batch, comm.all_gather_agents, no_reduce, owns_prey)
     if cfg.mode == Mode.pipeline:
-        learner_ranks = comm.subgroup(list(range(1, comm.world_size)))
+        learner_ranks = comm.subgroup(list(range(1, world)))
         if learner_ranks is None:  # rank 0 acts with a copy of every actor and ships batches
-            return Placement(learners, 0, 1, batch, identity, no_reduce, True)
-        return Placement([comm.rank - 1], 0, 1, batch, learner_ranks.all_gather_agents, no_reduce, False, True)
-    return Placement(learners, 0, 1, batch, identity, no_reduce, True)
+            return Placement(learners, 0, 1, 1, batch, identity, no_reduce, True)
+        return Placement([comm.rank - 1], 0, 1, 1, batch, learner_ranks.all_gather_agents, no_reduce, False, True)
+    if cfg.mode == Mode.genetic:
+        return Placement(learners, comm.rank, world, world, batch, identity, no_reduce, comm.is_main)
+    return Placement(learners, 0, 1, 1, batch, identity, no_reduce, True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +46,18 @@ def random_batch(size: int, obs_dims, act_dim: int = 5, seed: int = 1) -> Batch:
         next_obs=next_obs,
         terminal=torch.zeros(size),
     )
+
+
+def torchrun(nproc: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`torchrun --standalone` on this machine, from the project root, with tests/ importable."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def train_args(tmp_path, name: str, *overrides: str) -> list[str]:
+    """train.py's arguments for a toy run under tmp_path."""
+    return ["train.py", "--config", SMOKE, f"run.dir={tmp_path}", f"run.name={name}", "run.progress=false", *overrides]
 
 
 @pytest.fixture

@@ -45,6 +45,9 @@ def test_overrides_apply_over_the_file_with_types():
         (["prey.mode=fixed", "prey.checkpoint=no/such/prey.pt"], "no/such/prey.pt"),
         (["total_steps"], "key=value"),
         (["run.device=gpu"], "run.device"),
+        (["mode=genetic", "genetic.quantile=0.8"], "genetic.quantile"),
+        (["mode=genetic", "genetic.min_period=9", "genetic.max_period=8"], "genetic.min_period"),
+        (["mode=genetic", "genetic.strategy=clone"], "genetic.strategy"),
     ],
 )
 def test_bad_values_name_the_key(overrides, names):

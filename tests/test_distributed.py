@@ -9,22 +9,12 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, SMOKE
+from conftest import ROOT, torchrun, train_args
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.metrics import read_rows
 
 NETWORKS = ("actor", "critic", "target_actor", "target_critic")
 MODEL_ATOL = 1e-6  # float32 rounding differs between a 1-agent and a 3-agent batched matmul
-
-
-def torchrun(nproc: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
-
-
-def train_args(tmp_path, name: str, *overrides: str) -> list[str]:
-    return ["train.py", "--config", SMOKE, f"run.dir={tmp_path}", f"run.name={name}", "run.progress=false", *overrides]
 
 
 def learner(run_dir, rank: int = 0, world_size: int = 1) -> dict:

@@ -1,0 +1,86 @@
+"""Genetic mode: the sync schedule, winner choice and pbt plan, and syncs on real ranks under torchrun."""
+
+import pytest
+import torch
+
+from conftest import ROOT, torchrun, toy_learner, train_args
+from maddpg.config import GeneticConfig, Schedule
+from maddpg.genetic import Population, best_rank, hyperparameters, pbt_plan, set_hyperparameters, sync_period
+from maddpg.metrics import SYNCS_FILE, read_rows
+
+
+def test_constant_schedule_syncs_every_period():
+    assert [sync_period(GeneticConfig(sync_every=5000), k) for k in range(4)] == [5000] * 4
+
+
+def test_adaptive_schedule_grows_geometrically_to_the_cap():
+    cfg = GeneticConfig(schedule=Schedule.adaptive, sync_every=5000, growth=1.5, max_period=40_000)
+    assert [sync_period(cfg, k) for k in range(8)] == [5000, 7500, 11250, 16875, 25312, 37969, 40000, 40000]
+
+
+def test_adaptive_schedule_with_growth_below_one_shrinks_to_the_floor():
+    cfg = GeneticConfig(schedule=Schedule.adaptive, sync_every=20_000, growth=0.5, min_period=3000)
+    assert [sync_period(cfg, k) for k in range(5)] == [20000, 10000, 5000, 3000, 3000]
+
+
+@pytest.mark.parametrize(
+    ("fitness", "winner"),
+    [([1.0, 3.0, 2.0], 1), ([3.0, 3.0, 1.0], 0), ([0.0, 2.0, 2.0, 2.0], 1), ([-5.0], 0), ([-1.0, -0.5], 1)],
+)
+def test_the_best_rank_wins_and_ties_go_to_the_lowest(fitness, winner):
+    assert best_rank(fitness) == winner
+
+
+def test_pbt_plan_copies_the_top_quantile_into_the_bottom_one():
+    fitness = [10.0, 50.0, 30.0, 20.0, 40.0]  # ranking: 1, 4, 2, 3, 0
+    plans = [pbt_plan(fitness, 0.25, torch.Generator().manual_seed(seed)) for seed in range(20)]
+    for plan in plans:  # ceil(5 * 0.25) = 2 on each side
+        assert set(plan) == {3, 0} and set(plan.values()) <= {1, 4}
+    assert {plan[0] for plan in plans} == {1, 4}, "the source is drawn among the top ranks"
+
+
+def test_pbt_plan_sizes_and_ties():
+    generator = torch.Generator().manual_seed(0)
+    assert pbt_plan([1.0], 0.25, generator) == {}  # a population of one copies nothing
+    assert pbt_plan([2.0, 2.0], 0.25, generator) == {1: 0}  # tie: the lower rank counts as fitter
+    assert len(pbt_plan([float(r) for r in range(8)], 0.5, generator)) == 4  # at most half the population
+
+
+def test_hyperparameters_round_trip_into_the_optimizers_and_the_noise():
+    learner = toy_learner()
+    set_hyperparameters(learner, [2e-3, 3e-4, 1.2])
+    assert hyperparameters(learner) == [2e-3, 3e-4, 1.2]
+    assert learner.actor_opt.param_groups[0]["lr"] == 2e-3 and learner.critic_opt.param_groups[0]["lr"] == 3e-4
+
+
+def test_fitness_is_the_mean_of_the_last_window_of_evaluations():
+    population = Population(GeneticConfig(fitness_window=2), None, toy_learner(), seed=0)
+    population.history.extend([10.0, 20.0, 40.0])
+    assert population.fitness() == 30.0
+    assert population.due(5000) and not population.due(4999)
+
+
+def test_critic_sync_and_pbt_round_on_three_ranks():
+    result = torchrun(3, str(ROOT / "tests" / "dist_genetic.py"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("genetic syncs behave") == 3
+
+
+def test_a_three_learner_genetic_run_logs_its_sync_rounds(tmp_path):
+    overrides = ("genetic.sync_every=90", "train.total_steps=900", "train.eval_every=300", "run.gif=false")
+    result = torchrun(3, *train_args(tmp_path, "gen", "--mode", "genetic", *overrides))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "gen"
+    syncs = read_rows(run, SYNCS_FILE)
+    assert [s["env_steps_per_learner"] for s in syncs] == [90, 180, 270]  # 300 steps per learner
+    assert [s["round"] for s in syncs] == [0, 1, 2] and [s["next_sync"] for s in syncs] == [180, 270, 360]
+    for sync in syncs:
+        assert sync["winner"] == best_rank(sync["fitness"]) and len(sync["fitness"]) == 3
+        assert sync["bytes_sent"] > 0 and sync["seconds"] > 0
+    rows = read_rows(run)
+    assert [r["env_steps"] for r in rows] == [0, 300, 600, 900]
+    assert [r["env_steps_per_learner"] for r in rows] == [0, 100, 200, 300]
+    last = rows[-1]
+    population = [last[f"predator_return/rank{rank}"] for rank in range(3)]
+    assert last["predator_return"] == population[0]
+    assert last["population_best_predator_return"] == max(population)
