@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from maddpg.config import Backend, EnvConfig
 from maddpg.envs import make_env
-from maddpg.metrics import read_rows
+from maddpg.metrics import SYNCS_FILE, read_rows
 
 TWIN_SIZES = (1, 64, 1024, 8192)
 MPE2_SIZES = (1, 64)
@@ -42,6 +42,9 @@ TEAMS = {
 }
 MODES = ("data", "model", "pipeline")
 WORLD_SIZES = (2, 3, 4, 5)
+POPULATIONS = (1, 2, 3, 4, 5)
+GENETIC_STEPS = 2000  # per learner and genetic run, evaluated every 500 per learner, synced every 500
+DEFAULT_SYNC_EVERY = 5000
 
 
 def env_steps_per_s(backend: Backend, n_envs: int, seconds: float) -> float:
@@ -60,8 +63,9 @@ def env_steps_per_s(backend: Backend, n_envs: int, seconds: float) -> float:
     return steps * n_envs / elapsed
 
 
-def run_train(overrides: list[str], ranks: int = 1) -> list[dict]:
-    """Metrics rows of a `train.py` run with `ranks` processes (torchrun when more than one)."""
+def run_train(overrides: list[str], ranks: int = 1) -> tuple[list[dict], list[dict]]:
+    """Metrics rows and sync rows (genetic mode; none elsewhere) of a `train.py` run with `ranks`
+    processes (torchrun when more than one)."""
     root = Path(__file__).parent.parent
     launcher = [sys.executable]
     if ranks > 1:
@@ -69,7 +73,7 @@ def run_train(overrides: list[str], ranks: int = 1) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         run = [*overrides, f"run.dir={tmp}", "run.name=bench", "run.progress=false", "run.gif=false"]
         subprocess.run([*launcher, "train.py", *run], check=True, cwd=root, capture_output=True)
-        return read_rows(Path(tmp) / "bench")
+        return read_rows(Path(tmp) / "bench"), read_rows(Path(tmp) / "bench", SYNCS_FILE)
 
 
 def collective_latency_worker(repeats: int = 300) -> None:
@@ -142,9 +146,9 @@ def modes(threads: int, selected: list[str]) -> list[dict]:
                 learners = ranks - 1 if mode == "pipeline" else ranks
                 common = [*TEAMS[learners], f"maddpg.hidden={hidden}", "maddpg.batch_size=240", *SCHEDULE]
                 if (width_name, learners) not in singles:
-                    singles[width_name, learners] = mode_timings(run_train([*common, f"run.threads={threads}"]))
+                    singles[width_name, learners] = mode_timings(run_train([*common, f"run.threads={threads}"])[0])
                 single = singles[width_name, learners]
-                timing = mode_timings(run_train([*common, f"mode={mode}", "run.threads=1"], ranks))
+                timing = mode_timings(run_train([*common, f"mode={mode}", "run.threads=1"], ranks)[0])
                 results.append(
                     {"network": width_name, "teams": " ".join(TEAMS[learners]), "mode": mode, "ranks": ranks}
                     | {"oversubscribed": ranks > (os.cpu_count() or 1), "single": single}
@@ -155,9 +159,42 @@ def modes(threads: int, selected: list[str]) -> list[dict]:
     return results
 
 
+def genetic(threads: int) -> dict:
+    """Genetic mode at the default config: aggregate env steps/s and sync cost for P = 1..5 learners
+    (one thread each), against single mode with `threads`; P > cores is oversubscribed.
+
+    Each run syncs every 500 steps per learner to time several syncs; the sync share at the
+    default period (5000) is then estimated as seconds per sync over the time a learner takes
+    for 5000 steps, and measured directly in one longer run at P = 2.
+    """
+    single = mean(run_train([f"train.total_steps={GENETIC_STEPS}", f"run.threads={threads}"])[0][2:], "steps_per_s")
+    result = {"single_steps_per_s": single, "populations": []}
+    for population in POPULATIONS:
+        overrides = [f"train.total_steps={population * GENETIC_STEPS}", f"train.eval_every={population * 500}"]
+        overrides += ["mode=genetic", "genetic.sync_every=500", "run.threads=1"]
+        rows, syncs = run_train(overrides, population)
+        steps_per_s = mean(rows[2:], "steps_per_s")  # past the untrained policy and buffer filling
+        sync_s = mean(syncs, "seconds")
+        result["populations"].append(
+            {"learners": population, "oversubscribed": population > (os.cpu_count() or 1)}
+            | {"steps_per_s": steps_per_s, "vs_single": steps_per_s / single, "ms_per_sync": 1000 * sync_s}
+            | {"sync_share_at_default_period": sync_s / (sync_s + DEFAULT_SYNC_EVERY * population / steps_per_s)}
+        )
+        print(json.dumps(result["populations"][-1]), file=sys.stderr)
+    two = ["mode=genetic", "train.total_steps=22000", "train.eval_every=2000", "run.threads=1"]  # 2 syncs each
+    rows, syncs = run_train(two, 2)
+    result["p2_default_period"] = {
+        "syncs": len(syncs),
+        "sync_seconds": sum(s["seconds"] for s in syncs),
+        "wall_clock": rows[-1]["wall_clock"],
+        "sync_share": sum(s["seconds"] for s in syncs) / rows[-1]["wall_clock"],
+    }
+    return result
+
+
 def train_steps_per_s(backend: Backend, threads: int) -> float:
     """`python train.py` at the default config on `backend`: env steps/s once the buffer is warm."""
-    rows = run_train([f"env.backend={backend}", f"train.total_steps={TRAIN_STEPS}", f"run.threads={threads}"])
+    rows, _ = run_train([f"env.backend={backend}", f"train.total_steps={TRAIN_STEPS}", f"run.threads={threads}"])
     return mean(rows[2:], "steps_per_s")  # rows 0 and 1: the untrained policy and buffer filling
 
 
@@ -167,6 +204,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per env measurement")
     parser.add_argument("--modes", default=",".join(MODES), help="modes to compare, comma-separated; '' skips")
+    parser.add_argument("--genetic", action=argparse.BooleanOptionalAction, default=True, help="genetic mode's figures")
     parser.add_argument("--latency-worker", action="store_true", help=argparse.SUPPRESS)  # one rank of the above
     args = parser.parse_args()
     if args.latency_worker:
@@ -196,6 +234,8 @@ def main() -> None:
     if args.modes:
         result["collective_latency"] = collective_latency()
         result["modes"] = modes(args.threads, args.modes.split(","))
+    if args.genetic:
+        result["genetic"] = genetic(args.threads)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

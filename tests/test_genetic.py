@@ -84,3 +84,13 @@ def test_a_three_learner_genetic_run_logs_its_sync_rounds(tmp_path):
     population = [last[f"predator_return/rank{rank}"] for rank in range(3)]
     assert last["predator_return"] == population[0]
     assert last["population_best_predator_return"] == max(population)
+
+
+def test_a_resumed_genetic_run_continues_its_sync_rounds(tmp_path):
+    first = torchrun(2, *train_args(tmp_path, "gen", "--mode", "genetic", "genetic.sync_every=100", "run.gif=false"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = torchrun(2, "train.py", "--resume", str(tmp_path / "gen"), "train.total_steps=1200", "run.progress=false")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    syncs = read_rows(tmp_path / "gen", SYNCS_FILE)
+    assert [(s["round"], s["env_steps_per_learner"]) for s in syncs] == [(r, 100 * (r + 1)) for r in range(6)]
+    assert [r["env_steps"] for r in read_rows(tmp_path / "gen")] == list(range(0, 1201, 200))
