@@ -12,11 +12,10 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from maddpg.errors import ConfigError
+from maddpg.pretrained import resolve_prey
+
 SCHEMA_FILE = "maddpg/config.py"
-
-
-class ConfigError(ValueError):
-    """A bad configuration; the message names the key and the fix. Entry points exit with code 2."""
 
 
 class Mode(StrEnum):
@@ -66,7 +65,7 @@ class EnvConfig:
 @dataclass
 class PreyConfig:
     mode: PreyMode = PreyMode.learn
-    checkpoint: str | None = None  # prey file for mode=fixed (a run's prey.pt)
+    checkpoint: str | None = None  # mode=fixed: a shipped prey (weak, strong) or a prey file (a run's prey.pt)
 
 
 @dataclass
@@ -236,13 +235,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     if cfg.prey.mode == PreyMode.fixed:
         _require(
             cfg.prey.checkpoint is not None,
-            "prey.mode=fixed needs a prey file: set prey.checkpoint=PATH (a run's prey.pt)",
+            "prey.mode=fixed needs a prey file: set prey.checkpoint=weak, strong (shipped) or PATH (a run's prey.pt)",
         )
-        _require(
-            Path(cfg.prey.checkpoint).is_file(),
-            f"prey.checkpoint {cfg.prey.checkpoint} not found: train one with prey.mode=learn, "
-            "which writes runs/<name>/prey.pt",
-        )
+        resolve_prey(cfg.prey.checkpoint)
 
 
 def validate_world(cfg: Config, world_size: int) -> None:

@@ -1,21 +1,45 @@
-"""Noise-free evaluation: the study's predator return, the capture rate and the prey's return."""
+"""Noise-free evaluation: the study's predator return, the capture rate and the prey's return.
+
+As a command, it evaluates a trained run against any prey and can draw an episode:
+
+    python -m maddpg.evaluate RUN_DIR_OR_CHECKPOINT [--episodes N] [--prey weak|strong|random|learned|PATH]
+                              [--seed S] [--rank R] [--gif FILE] [--out FILE]
+
+It prints a JSON summary (means with 95% bootstrap confidence intervals over the episodes) and
+writes it to --out (default: evaluation.json beside the checkpoint directories, in the run
+directory). The default prey is the run's own; the default seed the run's, which replays the
+start states of the run's evaluations.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import torch
 
-from maddpg.envs import VecEnv
+from maddpg.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, load_config
+from maddpg.envs import VecEnv, make_env
 from maddpg.learner import Maddpg
+from maddpg.networks import StackedMLP
+from maddpg.prey import RandomPrey, load_prey
+from maddpg.render import record_episode, render_states, write_gif
 from maddpg.seeding import ENV_EVAL
+from maddpg.stats import bootstrap_ci
+
+METRICS = ("predator_return", "capture_rate", "prey_return")
 
 
 @torch.no_grad()
-def evaluate(learner: Maddpg, env: VecEnv, seed: int) -> dict[str, float]:
+def evaluate_episodes(learner: Maddpg, env: VecEnv, seed: int) -> dict[str, torch.Tensor]:
     """Play one noise-free episode in each of `env`'s copies, from the same start states every call.
 
-    predator_return: mean over episodes of the sum over predators of their episode rewards.
-    capture_rate: fraction of steps on which some predator touches some prey.
-    prey_return: mean over episodes of the sum over prey of their episode rewards.
+    -> per episode (E,): predator_return, the sum over predators of their episode rewards;
+    capture_rate, the fraction of steps on which some predator touches some prey; prey_return,
+    the sum over prey of their episode rewards.
     """
     obs = env.reset((seed, ENV_EVAL))
     returns = torch.zeros(env.n_envs, env.n_agents)
@@ -28,7 +52,99 @@ def evaluate(learner: Maddpg, env: VecEnv, seed: int) -> dict[str, float]:
         captures += (reward[:, 0] > 0).float().cpu()
     k = env.num_adversaries
     return {
-        "predator_return": returns[:, :k].sum(1).mean().item(),
-        "capture_rate": (captures / env.max_cycles).mean().item(),
-        "prey_return": returns[:, k:].sum(1).mean().item(),
+        "predator_return": returns[:, :k].sum(1),
+        "capture_rate": captures / env.max_cycles,
+        "prey_return": returns[:, k:].sum(1),
     }
+
+
+def evaluate(learner: Maddpg, env: VecEnv, seed: int) -> dict[str, float]:
+    """The means over episodes of `evaluate_episodes`."""
+    return {key: value.mean().item() for key, value in evaluate_episodes(learner, env, seed).items()}
+
+
+def latest_checkpoint(target: Path) -> Path:
+    """A run directory, a checkpoint directory or a rank file -> its checkpoint directory."""
+    if target.is_file():
+        return target.parent
+    if (target / "checkpoints").is_dir():
+        checkpoints = list_checkpoints(target, 1)
+        if checkpoints:
+            return checkpoints[-1]
+    if (target / "rank0.pt").is_file():
+        return target
+    raise ConfigError(f"{target} holds no checkpoint: pass a run directory, a checkpoint directory or a rank file")
+
+
+def trained_actors(checkpoint: Path, cfg: Config, mode: Mode, rank: int, env: VecEnv) -> StackedMLP:
+    """Every learning agent's actor from a checkpoint of a `mode` run: model mode's ranks hold one each,
+    pipeline's rank 0 holds a copy of all, and the other modes' ranks each hold all (genetic: learner `rank`)."""
+    ranks = range(cfg.n_learners) if mode == Mode.model else [0 if mode == Mode.pipeline else rank]
+    states = [load_checkpoint(checkpoint, r)["learner"]["actor"] for r in ranks]
+    actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=True)
+    actor.load_state_dict({key: torch.cat([state[key] for state in states]) for key in states[0]})
+    return actor
+
+
+def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv, seed: int) -> Maddpg:
+    """The run's predators (and its prey when `prey` is learned) acting against `prey`."""
+    k = cfg.env.num_adversaries
+    if prey == "learned":
+        if cfg.prey.mode != PreyMode.learn:
+            raise ConfigError(f"--prey learned: this run's prey did not learn (prey.mode={cfg.prey.mode})")
+        policy, learners = None, cfg.n_agents
+    elif prey == "random":
+        policy, learners = RandomPrey(env.act_dim, torch.Generator().manual_seed(seed)), k
+    else:
+        policy, learners = load_prey(prey, cfg.env, env.obs_dim, env.act_dim, "cpu"), k
+    learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, policy, torch.Generator().manual_seed(seed))
+    learner.actor.load_state_dict(actors.select(range(learners)).state_dict())
+    return learner
+
+
+def default_prey(cfg: Config) -> str:
+    return {PreyMode.learn: "learned", PreyMode.random: "random"}.get(cfg.prey.mode) or cfg.prey.checkpoint
+
+
+def summarize(episodes: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Mean and 95% bootstrap interval of every metric."""
+    summary = {}
+    for key, values in episodes.items():
+        low, high = bootstrap_ci(values.numpy())
+        summary[key] = {"mean": values.mean().item(), "ci95": [float(low), float(high)]}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", type=Path, help="a run directory, a checkpoint directory or a rank file")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--prey", help="weak, strong, random, learned or a prey file (default: the run's own)")
+    parser.add_argument("--seed", type=int, help="start states (default: the run's train.seed)")
+    parser.add_argument("--rank", type=int, default=0, help="genetic mode: which learner")
+    parser.add_argument("--gif", type=Path, help="also draw the first episode into this GIF")
+    parser.add_argument("--out", type=Path, help="the JSON summary (default: RUN_DIR/evaluation.json)")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = latest_checkpoint(args.target)
+        state = load_checkpoint(checkpoint, 0)
+        mode = Mode(state["config"]["mode"])
+        cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
+        prey = args.prey or default_prey(cfg)
+        seed = cfg.train.seed if args.seed is None else args.seed
+        env = make_env(replace(cfg.env, n_envs=args.episodes))
+        learner = build_learner(cfg, trained_actors(checkpoint, cfg, mode, args.rank, env), prey, env, seed)
+    except ConfigError as error:
+        exit_on_error(error)
+    summary = {"checkpoint": str(checkpoint), "env_steps": state["progress"]["env_steps"], "prey": prey, "seed": seed}
+    summary |= {"episodes": args.episodes} | summarize(evaluate_episodes(learner, env, seed))
+    out = args.out or checkpoint.parent.parent / "evaluation.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    if args.gif:
+        write_gif(render_states(record_episode(learner, cfg.env, seed), cfg.env), args.gif)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

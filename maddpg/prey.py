@@ -1,12 +1,19 @@
-"""Prey that do not learn: a frozen pretrained actor, or uniform random actions; and the prey file format."""
+"""Prey that do not learn: a frozen pretrained actor, or uniform random actions; the prey file format;
+and `python -m maddpg.prey export`, which ships a run's prey (see maddpg/pretrained.py)."""
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from maddpg.config import ConfigError, EnvConfig
+from maddpg.checkpoint import checkpoint_dir, load_checkpoint, rank_file, save_atomic
+from maddpg.config import ConfigError, EnvConfig, Mode, PreyMode, exit_on_error, load_config, to_dict
+from maddpg.envs import make_env
 from maddpg.networks import StackedMLP
+from maddpg.pretrained import MANIFEST, PREY_DIR, record, resolve_prey
 
 PREY_FILE_VERSION = 1
 
@@ -56,8 +63,9 @@ def prey_payload(actor: StackedMLP, env: EnvConfig, obs_dim: int, act_dim: int, 
 
 
 def load_prey(path: str, env: EnvConfig, obs_dim: int, act_dim: int, device: torch.device | str) -> FrozenPrey:
-    """Load a prey file written by a run with prey.mode=learn; its teams must match `env`."""
-    payload = torch.load(path, map_location=device, weights_only=True)
+    """Load a shipped prey (by name) or a prey file written by a run with prey.mode=learn; its teams
+    must match `env`."""
+    payload = torch.load(resolve_prey(path), map_location=device, weights_only=True)
     if payload.get("version") != PREY_FILE_VERSION:
         raise ConfigError(f"prey.checkpoint {path} is not a prey file: use a run's prey.pt")
     trained = tuple(payload[k] for k in ("num_adversaries", "num_good", "num_obstacles", "obs_dim", "act_dim"))
@@ -70,3 +78,42 @@ def load_prey(path: str, env: EnvConfig, obs_dim: int, act_dim: int, device: tor
     actor = StackedMLP(env.num_good, obs_dim, payload["hidden"], act_dim, sigmoid_output=True).to(device)
     actor.load_state_dict(payload["actor"])
     return FrozenPrey(actor)
+
+
+def export(run_dir: Path, env_steps: int, name: str, command: str, prey_dir: Path = PREY_DIR) -> Path:
+    """The prey actor of a single-process run's checkpoint at `env_steps` -> the shipped prey `name`
+    (prey_dir/NAME.pt), recorded in prey_dir's manifest with its sha256 and provenance."""
+    checkpoint = checkpoint_dir(run_dir, env_steps)
+    if not rank_file(checkpoint, 0).is_file():
+        raise ConfigError(f"{run_dir} has no checkpoint at {env_steps} env steps: train it further or pick a step")
+    state = load_checkpoint(checkpoint, 0)
+    if state["config"]["mode"] != Mode.single or state["config"]["prey"]["mode"] != PreyMode.learn:
+        raise ConfigError(f"{run_dir} is not a single-mode run whose prey learns: export needs one")
+    cfg = load_config(base=state["config"])
+    env = make_env(cfg.env)
+    actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=True)
+    actor.load_state_dict(state["learner"]["actor"])
+    prey_actor = actor.select(range(cfg.env.num_adversaries, cfg.n_agents))
+    path = prey_dir / f"{name}.pt"
+    save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), path)
+    provenance = {"env_steps": env_steps, "seed": cfg.train.seed, "command": command, "config": to_dict(cfg)}
+    record(name, path, provenance, prey_dir / MANIFEST.name)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Ship a run's prey: python -m maddpg.prey export RUN_DIR ...")
+    parser.add_argument("action", choices=["export"])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--steps", type=int, required=True, help="the checkpoint's env steps")
+    parser.add_argument("--name", required=True, help="the shipped prey's name, e.g. weak or strong")
+    parser.add_argument("--command", required=True, help="the command that trained the run, for the manifest")
+    args = parser.parse_args()
+    try:
+        print(export(args.run_dir, args.steps, args.name, args.command))
+    except ConfigError as error:
+        exit_on_error(error)
+
+
+if __name__ == "__main__":
+    main()

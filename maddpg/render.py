@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from maddpg.config import EnvConfig
 from maddpg.envs import Mpe2VecEnv, make_env
@@ -43,5 +43,9 @@ def render_states(states: list[dict[str, torch.Tensor]], cfg: EnvConfig) -> list
 
 
 def write_gif(frames: list[np.ndarray], path: Path) -> None:
+    """One GIF frame per world state, each labelled with its step (which also keeps Pillow from
+    merging a frame into an identical predecessor: the GIF has exactly len(frames) frames)."""
     images = [Image.fromarray(frame) for frame in frames]
+    for step, image in enumerate(images):
+        ImageDraw.Draw(image).text((10, 10), f"step {step}/{len(images) - 1}", fill=(0, 0, 0))
     images[0].save(path, save_all=True, append_images=images[1:], duration=FRAME_MS, loop=0)

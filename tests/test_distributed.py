@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import ROOT, torchrun, train_args
+from maddpg import evaluate
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.metrics import read_rows
 
@@ -58,6 +59,10 @@ def test_model_mode_reproduces_single_mode(tmp_path):
     assert [r["predator_return"] for r in read_rows(tmp_path / "model")] == pytest.approx(
         [r["predator_return"] for r in read_rows(tmp_path / "single")]
     )
+    # The evaluation command assembles model mode's actors from every rank's file.
+    out = ["--episodes", "4", "--out", str(tmp_path / "evaluation.json")]
+    model, single = (evaluate.main([str(tmp_path / name), *out]) for name in ("model", "single"))
+    assert model["predator_return"]["mean"] == pytest.approx(single["predator_return"]["mean"])
 
 
 def test_a_world_size_that_does_not_fit_the_mode_stops_every_rank(tmp_path):

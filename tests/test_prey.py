@@ -3,11 +3,13 @@
 import pytest
 import torch
 
+import train
 from conftest import random_batch
 from maddpg.config import ConfigError, EnvConfig, load_config
 from maddpg.learner import Maddpg
 from maddpg.networks import StackedMLP
-from maddpg.prey import load_prey, prey_payload
+from maddpg.pretrained import manifest, record, resolve_prey, sha256
+from maddpg.prey import export, load_prey, prey_payload
 
 OBS_DIMS = (16, 16, 16, 14)
 
@@ -51,3 +53,31 @@ def test_a_file_that_is_not_a_prey_file_is_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="not a prey file"):
         load_prey(str(tmp_path / "other.pt"), EnvConfig(), obs_dim=16, act_dim=5, device="cpu")
+
+
+def test_shipped_prey_resolve_by_name_and_a_tampered_file_is_refused(tmp_path):
+    write_prey(tmp_path / "weak.pt")
+    manifest = tmp_path / "manifest.json"
+    record("weak", tmp_path / "weak.pt", {"env_steps": 1000}, manifest)
+    assert resolve_prey("weak", manifest) == tmp_path / "weak.pt"
+    data = bytearray((tmp_path / "weak.pt").read_bytes())
+    data[-100] ^= 1  # one flipped bit
+    (tmp_path / "weak.pt").write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="does not match the sha256"):
+        resolve_prey("weak", manifest)
+    with pytest.raises(ConfigError, match=r"name a shipped prey \(weak\)"):
+        resolve_prey("strong", manifest)
+
+
+def test_export_ships_a_runs_prey_with_its_provenance(tmp_path, run_args):
+    train.main(run_args("teacher", "train.total_steps=300", "run.gif=false"))
+    run = tmp_path / "teacher"
+    shipped = export(run, 300, "weak", "python train.py ...", prey_dir=tmp_path)
+    entry = manifest(tmp_path / "manifest.json")["weak"]
+    assert entry["file"] == "weak.pt" and entry["sha256"] == sha256(shipped)
+    assert (entry["env_steps"], entry["seed"], entry["command"]) == (300, 0, "python train.py ...")
+    assert entry["config"]["train"]["total_steps"] == 300
+    final = torch.load(run / "prey.pt", weights_only=True)  # the run's own export at its end, step 300
+    assert all(torch.equal(v, final["actor"][k]) for k, v in torch.load(shipped, weights_only=True)["actor"].items())
+    with pytest.raises(ConfigError, match="no checkpoint at 200"):
+        export(run, 200, "weak", "", prey_dir=tmp_path)
