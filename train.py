@@ -43,7 +43,7 @@ from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
 from maddpg.pipeline import DONE, SAVE, RolloutLink, serve_updates
-from maddpg.plots import plot_learning_curve
+from maddpg.plot import plot_learning_curve
 from maddpg.prey import RandomPrey, load_prey, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
 

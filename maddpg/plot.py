@@ -1,0 +1,181 @@
+"""Plots: a run's learning curve (written at the end of every run), and the comparison of runs:
+mean learning curves with 95% bootstrap bands, and a final-performance table.
+
+    python -m maddpg.plot RUN_DIRS... [--x steps_per_learner|total_steps|wall_clock]
+                          [--metric predator_return] [--last 3] [--out FIG.png]
+
+Runs whose configs agree but for train.seed and run.* are one group (the seeds of one arm);
+a group's label names the config keys on which the groups differ. Each group's curve is the
+mean over its runs, with a 95% percentile-bootstrap band over runs, on the x values that all
+its runs reached (wall-clock is interpolated). The table scores each run by the mean of its
+last `--last` evaluations, and tests every group against the first with Welch's t-test and a
+permutation test (maddpg/stats.py). The figure is written to --out, the table printed and
+written beside it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless
+import matplotlib.pyplot as plt
+import numpy as np
+from omegaconf import OmegaConf
+
+from maddpg.metrics import read_rows
+from maddpg.stats import bootstrap_ci, compare
+
+X_AXES = {  # --x choice: (metrics-row key, axis label)
+    "steps_per_learner": ("env_steps_per_learner", "env steps per learner"),
+    "total_steps": ("env_steps", "env steps, all learners"),
+    "wall_clock": ("wall_clock", "wall-clock (s)"),
+}
+ALPHA = 0.05
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, object]  # flattened: "maddpg.batch_size" -> 256
+    rows: list[dict]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_run(path: Path) -> Run:
+    if not (path / "config.yaml").is_file() or not read_rows(path):
+        raise SystemExit(f"error: {path} is not a run directory with metrics: pass directories written by train.py")
+    return Run(path, flatten(OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))), read_rows(path))
+
+
+def arm(run: Run) -> tuple:
+    """What makes runs one arm: every config key but the seed and the run's name and place."""
+    return tuple(sorted((k, str(v)) for k, v in run.config.items() if k != "train.seed" and not k.startswith("run.")))
+
+
+def group(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by arm, in order of first appearance, labelled by the keys on which the arms differ."""
+    arms: dict[tuple, list[Run]] = {}
+    for run in runs:
+        arms.setdefault(arm(run), []).append(run)
+    differing = sorted({k for a in arms for k, v in a if any(dict(b).get(k) != v for b in arms)})
+    labels = {}
+    for key, members in arms.items():
+        values = dict(key)
+        labels[", ".join(f"{k}={values.get(k)}" for k in differing) or members[0].path.name] = members
+    return labels
+
+
+def curve(runs: list[Run], x_axis: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """-> (x (T,), values (n_runs, T)) on the x values of the first run within the range every run reached."""
+    key = X_AXES[x_axis][0]
+    xs = [np.array([row[key] for row in run.rows], dtype=float) for run in runs]
+    ys = [np.array([row[metric] for row in run.rows], dtype=float) for run in runs]
+    reached = min(x[-1] for x in xs)
+    grid = xs[0][xs[0] <= reached]
+    return grid, np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)])
+
+
+def final_score(run: Run, metric: str, last: int) -> float:
+    return float(np.mean([row[metric] for row in run.rows[-last:]]))
+
+
+def table(groups: dict[str, list[Run]], metric: str, last: int) -> list[dict]:
+    """A row per group: final scores, their mean and 95% interval, and the test against the first group."""
+    scores = {label: [final_score(run, metric, last) for run in runs] for label, runs in groups.items()}
+    baseline = next(iter(scores.values()))
+    rows = []
+    for index, (label, values) in enumerate(scores.items()):
+        low, high = bootstrap_ci(values)
+        row = {"group": label, "runs": len(values), "scores": values, "mean": float(np.mean(values))}
+        row["ci95"] = [float(low), float(high)]
+        if index and len(values) > 1 and len(baseline) > 1:
+            row["vs_first"] = compare(values, baseline)
+            row["differs"] = row["vs_first"]["welch_p"] < ALPHA
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict], metric: str, last: int) -> str:
+    lines = [
+        f"| group | runs | {metric} (mean of last {last} evaluations) | 95% CI | vs first: difference | Welch p | "
+        "permutation p | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        test = row.get("vs_first")
+        verdict = "" if test is None else ("differs" if row["differs"] else "no detectable difference")
+        cells = [row["group"], str(row["runs"]), f"{row['mean']:.1f}", f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}]"]
+        cells += ["", "", "", ""] if test is None else [
+            f"{test['difference']:+.1f}", f"{test['welch_p']:.3f}", f"{test['permutation_p']:.3f}", verdict
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_learning_curve(rows: list[dict], path: Path) -> None:
+    """Predator return and prey return against env steps, from the metrics rows."""
+    steps = [row["env_steps"] for row in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [row["predator_return"] for row in rows], label="predator return (sum over predators)")
+    ax.plot(steps, [row["prey_return"] for row in rows], label="prey return")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("mean evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot(groups: dict[str, list[Run]], x_axis: str, metric: str, out: Path, title: str | None = None) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, runs in groups.items():
+        x, values = curve(runs, x_axis, metric)
+        low, high = bootstrap_ci(values.T)
+        line = ax.plot(x, values.mean(axis=0), label=f"{label} ({len(runs)} runs)")[0]
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel(X_AXES[x_axis][1])
+    ax.set_ylabel(f"{metric} (mean, 95% bootstrap band)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--x", choices=list(X_AXES), default="steps_per_learner", help="the curves' x axis")
+    parser.add_argument("--metric", default="predator_return", help="a metrics-row key")
+    parser.add_argument("--last", type=int, default=3, help="evaluations averaged into a run's final score")
+    parser.add_argument("--title")
+    parser.add_argument("--out", type=Path, default=Path("runs/comparison.png"))
+    args = parser.parse_args(argv)
+    groups = group([load_run(path) for path in args.runs])
+    plot(groups, args.x, args.metric, args.out, args.title)
+    rows = table(groups, args.metric, args.last)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(markdown(rows, args.metric, args.last))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

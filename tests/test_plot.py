@@ -1,0 +1,71 @@
+"""The comparison command on synthetic runs with known means: groups, bands and verdicts."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import toy_config
+from maddpg import plot
+from maddpg.config import to_yaml
+from maddpg.stats import bootstrap_ci
+
+STEPS = list(range(0, 1001, 100))
+
+
+def write_run(root, name: str, level: float, seed: int, *overrides: str):
+    """A run directory whose predator_return is `level` plus seed-dependent noise of std 1."""
+    run = root / name
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(toy_config(f"train.seed={seed}", *overrides)))
+    noise = np.random.default_rng(seed).normal(0, 1, len(STEPS))
+    rows = [{"env_steps": s, "env_steps_per_learner": s, "wall_clock": s / 50 * (1 + seed / 10),
+             "predator_return": level + n} for s, n in zip(STEPS, noise, strict=True)]  # fmt: skip
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    low = [write_run(tmp_path, f"low_s{seed}", 10.0, seed) for seed in range(5)]
+    high = [write_run(tmp_path, f"high_s{seed}", 30.0, seed + 5, "maddpg.batch_size=64") for seed in range(5)]
+    same = [write_run(tmp_path, f"same_s{seed}", 10.0, seed + 10, "maddpg.actor_lr=0.002") for seed in range(5)]
+    return low, high, same
+
+
+def test_runs_group_by_config_with_seeds_together(runs):
+    low, high, same = runs
+    groups = plot.group([plot.load_run(r) for r in [*low, *high, *same]])
+    assert [len(members) for members in groups.values()] == [5, 5, 5]
+    assert list(groups) == [
+        "maddpg.actor_lr=0.001, maddpg.batch_size=32",
+        "maddpg.actor_lr=0.001, maddpg.batch_size=64",
+        "maddpg.actor_lr=0.002, maddpg.batch_size=32",
+    ]
+
+
+def test_bands_cover_the_true_mean_and_shrink_with_more_seeds(runs):
+    low, _, _ = runs
+    x, values = plot.curve([plot.load_run(r) for r in low], "steps_per_learner", "predator_return")
+    assert list(x) == STEPS and values.shape == (5, len(STEPS))
+    lower, upper = bootstrap_ci(values.T)
+    assert np.mean((lower <= 10.0) & (upper >= 10.0)) >= 0.8  # a 95% band misses the truth now and then
+    assert np.all(upper - lower < 4.0)
+
+
+def test_wall_clock_curves_are_cut_to_the_time_every_run_reached(runs):
+    low, _, _ = runs
+    x, values = plot.curve([plot.load_run(r) for r in low], "wall_clock", "predator_return")
+    assert x[-1] <= 1000 / 50 and values.shape[0] == 5
+
+
+def test_verdicts_tell_a_real_difference_from_noise(runs, tmp_path):
+    low, high, same = runs
+    out = tmp_path / "fig.png"
+    rows = plot.main([*map(str, [*low, *high, *same]), "--out", str(out)])
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text()) == rows
+    first, higher, equal = rows
+    assert first["mean"] == pytest.approx(10.0, abs=1.0) and "vs_first" not in first
+    assert higher["differs"] and higher["vs_first"]["difference"] == pytest.approx(20.0, abs=1.5)
+    assert not equal["differs"]
+    assert first["ci95"][0] <= first["mean"] <= first["ci95"][1]
