@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from omegaconf import OmegaConf
 
+from maddpg.config import ConfigError, exit_on_error
 from maddpg.metrics import read_rows
 from maddpg.stats import bootstrap_ci, compare
 
@@ -57,7 +58,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 def load_run(path: Path) -> Run:
     if not (path / "config.yaml").is_file() or not read_rows(path):
-        raise SystemExit(f"error: {path} is not a run directory with metrics: pass directories written by train.py")
+        raise ConfigError(f"{path} is not a run directory with metrics: pass directories written by train.py")
     return Run(path, flatten(OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))), read_rows(path))
 
 
@@ -169,7 +170,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--title")
     parser.add_argument("--out", type=Path, default=Path("runs/comparison.png"))
     args = parser.parse_args(argv)
-    groups = group([load_run(path) for path in args.runs])
+    try:
+        runs = [load_run(path) for path in args.runs]
+        for run in runs:
+            if any(args.metric not in row for row in run.rows):
+                raise ConfigError(f"{run.path} has rows without {args.metric}: pick a --metric every run logs")
+    except ConfigError as error:
+        exit_on_error(error)
+    groups = group(runs)
     plot(groups, args.x, args.metric, args.out, args.title)
     rows = table(groups, args.metric, args.last)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")

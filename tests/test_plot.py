@@ -69,3 +69,11 @@ def test_verdicts_tell_a_real_difference_from_noise(runs, tmp_path):
     assert higher["differs"] and higher["vs_first"]["difference"] == pytest.approx(20.0, abs=1.5)
     assert not equal["differs"]
     assert first["ci95"][0] <= first["mean"] <= first["ci95"][1]
+
+
+def test_a_missing_metric_or_run_exits_with_one_line(runs, tmp_path, capsys):
+    low, _, _ = runs
+    for argv in ([str(low[0]), "--metric", "no_such_key"], [str(tmp_path / "nothing")]):
+        with pytest.raises(SystemExit) as info:
+            plot.main([*argv, "--out", str(tmp_path / "fig.png")])
+        assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
