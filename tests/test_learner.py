@@ -152,3 +152,57 @@ def test_cuda_update_matches_cpu():
         gpu.update(batch._replace(**{k: v.cuda() for k, v in batch._asdict().items()}))
     for a, b in zip(cpu.actor.parameters(), gpu.actor.parameters(), strict=True):
         torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)
+
+
+def per_agent(module, k: int) -> list[torch.Tensor]:
+    """Agent k's layers of a stacked network as separate leaf tensors: [W0, b0, W1, b1, ...]."""
+    return [t.detach()[k].clone().requires_grad_() for layer in module.layers for t in (layer.weight, layer.bias)]
+
+
+def mlp(params, x, sigmoid):
+    for i in range(0, len(params), 2):
+        x = x @ params[i] + params[i + 1]
+        x = torch.relu(x) if i < len(params) - 2 else (torch.sigmoid(x) if sigmoid else x)
+    return x
+
+
+def test_the_batched_update_equals_a_per_agent_reference_update():
+    """Three updates (critic step, actor step, soft update) of the stacked learner against MADDPG
+    written per agent: separate tensors and an unfused Adam per agent and network."""
+    learner = toy_learner()
+    n, cfg = learner.n_learners, learner.cfg
+    nets = {name: [per_agent(getattr(learner, name), k) for k in range(n)]
+            for name in ("actor", "critic", "target_actor", "target_critic")}  # fmt: skip
+    actor_opts = [torch.optim.Adam(nets["actor"][k], lr=cfg.actor_lr, foreach=False) for k in range(n)]
+    critic_opts = [torch.optim.Adam(nets["critic"][k], lr=cfg.critic_lr, foreach=False) for k in range(n)]
+
+    def q(params, obs, act):
+        return mlp(params, torch.cat([obs.flatten(1)[:, learner.obs_cols], act.flatten(1)], 1), False).squeeze(-1)
+
+    for step in range(3):
+        batch = random_batch(32, OBS_DIMS, seed=step)
+        learner.update(batch)
+        with torch.no_grad():
+            next_act = torch.stack([mlp(nets["target_actor"][k], batch.next_obs[:, k], True) for k in range(n)], 1)
+        for i in range(n):
+            with torch.no_grad():
+                y = batch.rew[:, i] + cfg.gamma * q(nets["target_critic"][i], batch.next_obs, next_act)
+            critic_opts[i].zero_grad()
+            ((q(nets["critic"][i], batch.obs, batch.act) - y) ** 2).mean().backward()
+            critic_opts[i].step()
+        for i in range(n):
+            act = batch.act.clone()
+            act[:, i] = mlp(nets["actor"][i], batch.obs[:, i], True)
+            actor_opts[i].zero_grad()
+            (-q([p.detach() for p in nets["critic"][i]], batch.obs, act).mean()).backward()
+            actor_opts[i].step()
+        with torch.no_grad():  # target_update_every=1 in toy_learner
+            for online, target in (("actor", "target_actor"), ("critic", "target_critic")):
+                for k in range(n):
+                    for p, t in zip(nets[online][k], nets[target][k], strict=True):
+                        t.lerp_(p, cfg.tau)
+
+    for name, reference in nets.items():
+        for k in range(n):
+            for p, r in zip(per_agent(getattr(learner, name), k), reference[k], strict=True):
+                torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
