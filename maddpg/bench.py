@@ -6,6 +6,7 @@ python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--mode
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -19,8 +20,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from maddpg.config import Backend, EnvConfig
+from maddpg.buffer import Batch
+from maddpg.config import Backend, EnvConfig, load_config
 from maddpg.envs import make_env
+from maddpg.learner import Maddpg
 from maddpg.metrics import SYNCS_FILE, read_rows
 
 TWIN_SIZES = (1, 64, 1024, 8192)
@@ -45,6 +48,60 @@ WORLD_SIZES = (2, 3, 4, 5)
 POPULATIONS = (1, 2, 3, 4, 5)
 GENETIC_STEPS = 2000  # per learner and genetic run, evaluated every 500 per learner, synced every 500
 DEFAULT_SYNC_EVERY = 5000
+
+
+def update_flops(obs_dims: list[int], act_dim: int, learners: int, hidden: list[int], batch: int) -> int:
+    """Floating-point operations of one MADDPG update (learner.py), counting matmuls only (2 per
+    multiply-add). Per learner and transition: target actor and target critic forward; critic
+    forward and backward (weight gradients, and input gradients past the first layer, whose input
+    needs none); actor forward, the critic forward on the policy's action and its input gradients
+    through every layer, and the actor backward (weight gradients, input gradients past layer 1)."""
+    actor = [max(obs_dims), *hidden, act_dim]  # observations zero-padded to the widest
+    critic = [sum(obs_dims) + len(obs_dims) * act_dim, *hidden, 1]  # real observation columns, all actions
+    macs = [sum(a * b for a, b in itertools.pairwise(widths)) for widths in (actor, critic)]
+    first = [actor[0] * actor[1], critic[0] * critic[1]]
+    per_sample = 3 * macs[0] + (macs[0] - first[0]) + 5 * macs[1] + (macs[1] - first[1])
+    return 2 * learners * batch * per_sample
+
+
+def matmul_peak(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """GFLOP/s of a dense float32 size x size matmul with `threads` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def update_speed(threads: int, updates: int = 300) -> dict:
+    """One default-config update (3 predators and a learning prey, batch 256): ms, GFLOP/s and the
+    share of the dense-matmul peak at the same thread count."""
+    torch.set_num_threads(threads)
+    cfg = load_config()
+    env = make_env(cfg.env)
+    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    b, n = cfg.maddpg.batch_size, env.n_agents
+    batches = [
+        Batch(torch.rand(b, n, env.obs_dim, generator=g), torch.rand(b, n, env.act_dim, generator=g),
+              torch.rand(b, n, generator=g), torch.rand(b, n, env.obs_dim, generator=g), torch.zeros(b))
+        for _ in range(8)
+    ]  # fmt: skip
+    for i in range(30):
+        learner.update(batches[i % len(batches)])
+    start = time.perf_counter()
+    for i in range(updates):
+        learner.update(batches[i % len(batches)])
+    seconds = (time.perf_counter() - start) / updates
+    flops = update_flops(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg.hidden, b)
+    peak = matmul_peak(threads)
+    return {"threads": threads, "ms": 1000 * seconds, "mflop": flops / 1e6, "gflop_per_s": flops / seconds / 1e9} | {
+        "matmul_peak_gflop_per_s": peak,
+        "share_of_peak": flops / seconds / 1e9 / peak,
+    }
 
 
 def env_steps_per_s(backend: Backend, n_envs: int, seconds: float) -> float:
@@ -198,6 +255,23 @@ def train_steps_per_s(backend: Backend, threads: int) -> float:
     return mean(rows[2:], "steps_per_s")  # rows 0 and 1: the untrained policy and buffer filling
 
 
+def numbers(tree: object, path: str = "") -> dict[str, float]:
+    """Every number in a JSON tree by its path ("update.0.ms")."""
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in numbers(value, f"{path}{key}.").items()}
+    if isinstance(tree, list):
+        return {k: v for i, value in enumerate(tree) for k, v in numbers(value, f"{path}{i}.").items()}
+    is_number = isinstance(tree, (int, float)) and not isinstance(tree, bool)
+    return {path.rstrip("."): float(tree)} if is_number else {}
+
+
+def compare(old: dict, new: dict) -> list[str]:
+    """A line per number present in both results: old, new and new / old."""
+    before, after = numbers(old), numbers(new)
+    return [f"{key}: {before[key]:.4g} -> {after[key]:.4g} ({after[key] / before[key]:.2f}x)"
+            for key in after if before.get(key)]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/bench.json")
@@ -205,6 +279,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per env measurement")
     parser.add_argument("--modes", default=",".join(MODES), help="modes to compare, comma-separated; '' skips")
     parser.add_argument("--genetic", action=argparse.BooleanOptionalAction, default=True, help="genetic mode's figures")
+    parser.add_argument("--compare", type=Path, metavar="OLD.json", help="print each figure against an older run's")
     parser.add_argument("--latency-worker", action="store_true", help=argparse.SUPPRESS)  # one rank of the above
     args = parser.parse_args()
     if args.latency_worker:
@@ -230,7 +305,9 @@ def main() -> None:
             "largest_twin_vs_best_mpe2": env["torch"][str(TWIN_SIZES[-1])] / best_mpe2,
         },
         "train_steps_per_s": {b.value: train_steps_per_s(b, args.threads) for b in (Backend.torch, Backend.mpe2)},
+        "update": [update_speed(threads) for threads in (1, 2)],
     }
+    torch.set_num_threads(args.threads)
     if args.modes:
         result["collective_latency"] = collective_latency()
         result["modes"] = modes(args.threads, args.modes.split(","))
@@ -239,6 +316,8 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    if args.compare:
+        print("\n".join(compare(json.loads(args.compare.read_text()), result)))
 
 
 if __name__ == "__main__":
