@@ -86,7 +86,8 @@ class Population:
         """Record this rank's evaluation; every rank's predator_return, their best and mean, as row fields.
         Every rank calls it together."""
         self.history.append(row["predator_return"])
-        returns = self.comm.all_gather_agents(torch.tensor([[row["predator_return"]]]))[0].tolist()
+        mine = torch.tensor([[row["predator_return"]]], device=self.learner.device)  # NCCL moves device tensors
+        returns = self.comm.all_gather_agents(mine)[0].tolist()
         per_rank = {f"predator_return/rank{rank}": value for rank, value in enumerate(returns)}
         return per_rank | {"population_best_predator_return": max(returns),
                            "population_mean_predator_return": sum(returns) / len(returns)}  # fmt: skip
@@ -100,7 +101,8 @@ class Population:
     def sync(self, env_steps: int, steps_per_learner: int) -> dict:
         """One sync round, on every rank together -> its log row (the same on every rank but `seconds`)."""
         start = time.perf_counter()
-        mine = torch.tensor([[[self.fitness(), *hyperparameters(self.learner)]]], dtype=torch.float64)
+        values = [self.fitness(), *hyperparameters(self.learner)]
+        mine = torch.tensor([[values]], dtype=torch.float64, device=self.learner.device)  # lrs need float64
         table = self.comm.all_gather_agents(mine)[0]  # (P, 1 + len(HYPERPARAMETERS))
         fitness, hypers = table[:, 0].tolist(), table[:, 1:].tolist()
         row = {"round": self.round, "env_steps": env_steps, "env_steps_per_learner": steps_per_learner}
@@ -148,26 +150,26 @@ class Population:
     def _copy_learners(self, plan: dict[int, int], my_hypers: list[float]) -> int:
         """Send each source's whole learner to the ranks that copy it; a copier then takes its
         perturbed hyperparameters. -> bytes sent by all sources."""
-        sent, rank = 0, self.comm.rank
+        sent, rank, device = 0, self.comm.rank, self.learner.device
         for copier, source in plan.items():
             if rank == source:
                 state = self.learner.state_dict()
                 del state["generator"]  # the copier keeps its own random streams
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
-                payload = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
-                dist.send(torch.tensor([payload.numel()]), copier)
+                payload = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8).to(device)
+                dist.send(torch.tensor([payload.numel()], device=device), copier)
                 dist.send(payload, copier)
                 sent += payload.numel()
             elif rank == copier:
-                size = torch.zeros(1, dtype=torch.long)
+                size = torch.zeros(1, dtype=torch.long, device=device)
                 dist.recv(size, source)
-                payload = torch.empty(int(size), dtype=torch.uint8)
+                payload = torch.empty(int(size), dtype=torch.uint8, device=device)
                 dist.recv(payload, source)
-                state = torch.load(io.BytesIO(payload.numpy().tobytes()), weights_only=True)
+                state = torch.load(io.BytesIO(payload.cpu().numpy().tobytes()), map_location=device, weights_only=True)
                 self.learner.load_state_dict(state | {"generator": self.learner.generator.get_state()})
                 set_hyperparameters(self.learner, my_hypers)
-        return int(self.comm.all_gather_agents(torch.tensor([[sent]])).sum())
+        return int(self.comm.all_gather_agents(torch.tensor([[sent]], device=device)).sum())
 
     def state_dict(self) -> dict:
         return {"round": self.round, "next_sync": self.next_sync, "history": list(self.history)}
