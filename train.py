@@ -303,9 +303,10 @@ def train(
         if p.env_steps >= p.next_eval:
             log_row()
             p.next_eval += cfg.train.eval_every
-        if population is not None and population.due(p.env_steps // place.population):
+        steps_per_learner = p.env_steps // place.population
+        if population is not None and population.due(steps_per_learner):
             with tally.timer("sync"):
-                sync = population.sync(p.env_steps, p.env_steps // place.population)
+                sync = population.sync(p.env_steps, steps_per_learner)
             if metrics is not None:
                 metrics.log_sync(sync)
         if truncated:
