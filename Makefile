@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 ARGS   ?=
 
-.PHONY: install train test bench prey lint format clean
+.PHONY: install train test bench prey figures lint format clean
 
 install: $(STAMP)
 
@@ -35,6 +35,9 @@ prey: $(STAMP)  ## trains runs/prey_training, then ships maddpg/pretrained_prey/
 	$(PY) $(PREY_TRAIN) $$(test -d $(PREY_RUN) && echo --resume $(PREY_RUN))
 	$(PY) -m maddpg.prey export $(PREY_RUN) --steps 1000000 --name weak --command "make prey: python $(PREY_TRAIN)"
 	$(PY) -m maddpg.prey export $(PREY_RUN) --steps 2000000 --name strong --command "make prey: python $(PREY_TRAIN)"
+
+figures: $(STAMP)  ## the study's Figs. 3-6 at 50k env steps per learner, 3 seeds (needs the shipped prey)
+	$(PY) -m maddpg.experiments --out runs/figures $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
