@@ -1,15 +1,19 @@
 """The study's experiments (Figs. 3-6) at a budget that fits one machine, and their figures.
 
-    python -m maddpg.experiments [--steps-per-learner N] [--seeds 0 1 2] [--learners P] [--out runs/figures]
+    python -m maddpg.experiments [--steps-per-learner N] [--seeds 0 1 2] [--learners P]
+                                 [--figures fig4_weak_prey ...] [--set key=value ...] [--out runs/figures]
 
 Every arm is a config in configs/experiments/ run once per seed: baseline arms with
-`python train.py` (all the machine's threads), genetic arms with `torchrun` on P ranks (a
-thread each). Budgets are equal per learner: a genetic run gets P times the baseline's
-train.total_steps and train.eval_every, so every learner collects N env steps and is
-evaluated every 1000 of its own steps. A finished run is kept and an interrupted one
-resumed, so the command can be repeated. Each figure is drawn with `maddpg.plot`
-against env steps per learner and against wall-clock, with its table beside it.
-The study's full budget is the configs' own: 2M env steps per learner, 4 learners.
+`python train.py` (the machine's threads), genetic arms with `torchrun` on P ranks (a thread
+each), so both use the whole machine. Budgets are equal per learner, the study's comparison:
+a genetic run gets P times the baseline's train.total_steps and train.eval_every, so every
+learner collects N env steps and is evaluated every 1000 of its own. `--set` adds overrides
+to every run. A finished run is kept and an interrupted one resumed, so the command can be
+repeated. Each figure is drawn with `maddpg.plot` three times, with its table beside it:
+against env steps per learner (equal per-learner budgets), against total env steps with the
+table at the baseline's N (equal total budgets: a genetic learner has then had N / P), and
+against wall-clock. The study's full budget is the configs' own: 2M env steps per learner,
+4 learners (see the README).
 """
 
 from __future__ import annotations
@@ -34,23 +38,22 @@ FIGURES = {  # figure: (title, arms)
     "fig5_strong_prey": ("Fig. 5: genetic vs baseline, strong prey", ["baseline_strong_prey", "genetic_strong_prey"]),
     "fig6_scratch": ("Fig. 6: genetic vs baseline, both from scratch", ["baseline_scratch", "genetic_scratch"]),
 }
-EVAL_EVERY = 1000  # env steps per learner
 
 
 def is_genetic(arm: str) -> bool:
     return OmegaConf.load(EXPERIMENTS / f"{arm}.yaml").get("mode") == "genetic"
 
 
-def run_arm(arm: str, seed: int, steps: int, learners: int, out: Path) -> Path:
+def run_arm(arm: str, seed: int, args: argparse.Namespace) -> Path:
     """One seed of an arm, run to `steps` env steps per learner (or kept/resumed) -> its run directory."""
-    population = learners if is_genetic(arm) else 1
-    total = steps * population
-    run_dir = out / f"{arm}_s{seed}"
+    population = args.learners if is_genetic(arm) else 1
+    total = args.steps_per_learner * population
+    run_dir = args.out / f"{arm}_s{seed}"
     rows = read_rows(run_dir)
     if rows and rows[-1]["env_steps"] >= total:
         return run_dir
-    overrides = [f"train.total_steps={total}", f"train.eval_every={EVAL_EVERY * population}", f"train.seed={seed}"]
-    overrides += [f"run.dir={out}", f"run.name={run_dir.name}", "run.progress=false", "run.gif=false"]
+    overrides = [f"train.total_steps={total}", f"train.eval_every={args.eval_every * population}", f"train.seed={seed}"]
+    overrides += [f"run.dir={args.out}", f"run.name={run_dir.name}", "run.progress=false", "run.gif=false", *args.set]
     if list_checkpoints(run_dir, population):
         command = ["train.py", "--resume", str(run_dir), *overrides]
     else:
@@ -61,26 +64,42 @@ def run_arm(arm: str, seed: int, steps: int, learners: int, out: Path) -> Path:
         command += ["run.threads=1"]
     else:
         launcher = [sys.executable]
-    print(f"{arm} seed {seed}: {steps} env steps per learner", file=sys.stderr)
-    subprocess.run([*launcher, *command], check=True, cwd=ROOT)
+    print(f"{arm} seed {seed}: {args.steps_per_learner} env steps per learner", file=sys.stderr)
+    if subprocess.run([*launcher, *command], cwd=ROOT).returncode:
+        sys.exit(f"{arm} seed {seed} failed (its error is above); rerun to resume it")
     return run_dir
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps-per-learner", type=int, default=50_000)
+    parser.add_argument("--eval-every", type=int, default=1000, help="env steps per learner between evaluations")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--learners", type=int, default=2, help="genetic arms' population (ranks)")
     parser.add_argument("--figures", nargs="+", choices=list(FIGURES), default=list(FIGURES))
+    parser.add_argument("--set", nargs="+", default=[], metavar="key=value", help="overrides for every run")
     parser.add_argument("--out", type=Path, default=Path("runs/figures"))
     args = parser.parse_args(argv)
     for figure in args.figures:
         title, arms = FIGURES[figure]
-        runs = [str(run_arm(arm, seed, args.steps_per_learner, args.learners, args.out)) for arm in arms
-                for seed in args.seeds]  # fmt: skip
-        for x in ("steps_per_learner", "wall_clock"):
+        runs = [str(run_arm(arm, seed, args)) for arm in arms for seed in args.seeds]
+        for x, until in (("steps_per_learner", []), ("total_steps", ["--until", str(args.steps_per_learner)]),
+                         ("wall_clock", [])):  # fmt: skip
             print(f"\n{title} (x: {x})")
-            plot.main([*runs, "--x", x, "--title", title, "--out", str(args.out / f"{figure}_{x}.png")])
+            plot.main(
+                [
+                    *runs,
+                    "--x",
+                    x,
+                    *until,
+                    "--label",
+                    "mode",
+                    "--title",
+                    title,
+                    "--out",
+                    str(args.out / f"{figure}_{x}.png"),
+                ]
+            )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,14 @@ def test_runs_group_by_config_with_seeds_together(runs):
     ]
 
 
+def test_arms_can_be_labelled_by_chosen_keys_but_never_merged(runs, tmp_path):
+    low, high, same = runs
+    groups = plot.group([plot.load_run(r) for r in [*low, *high]], ["maddpg.batch_size"])
+    assert list(groups) == ["maddpg.batch_size=32", "maddpg.batch_size=64"]
+    with pytest.raises(plot.ConfigError, match="--label"):
+        plot.group([plot.load_run(r) for r in [*low, *same]], ["maddpg.batch_size"])
+
+
 def test_bands_cover_the_true_mean_and_shrink_with_more_seeds(runs):
     low, _, _ = runs
     x, values = plot.curve([plot.load_run(r) for r in low], "steps_per_learner", "predator_return")
@@ -71,9 +79,17 @@ def test_verdicts_tell_a_real_difference_from_noise(runs, tmp_path):
     assert first["ci95"][0] <= first["mean"] <= first["ci95"][1]
 
 
+def test_until_compares_the_arms_at_that_x(runs, tmp_path):
+    low, high, _ = runs
+    rows = plot.main([*map(str, [*low, *high]), "--until", "500", "--last", "1", "--out", str(tmp_path / "f.png")])
+    expected = [[plot.load_run(r).rows[5]["predator_return"] for r in arm] for arm in (low, high)]
+    assert [row["scores"] for row in rows] == expected  # the evaluation at x = 500, not the last one
+
+
 def test_a_missing_metric_or_run_exits_with_one_line(runs, tmp_path, capsys):
     low, _, _ = runs
-    for argv in ([str(low[0]), "--metric", "no_such_key"], [str(tmp_path / "nothing")]):
+    bad = ([str(low[0]), "--metric", "no_such_key"], [str(tmp_path / "nothing")], [str(low[0]), "--until", "-1"])
+    for argv in bad:
         with pytest.raises(SystemExit) as info:
             plot.main([*argv, "--out", str(tmp_path / "fig.png")])
         assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
