@@ -36,7 +36,7 @@ prey: $(STAMP)  ## trains runs/prey_training, then ships maddpg/pretrained_prey/
 	$(PY) -m maddpg.prey export $(PREY_RUN) --steps 1000000 --name weak --command "make prey: python $(PREY_TRAIN)"
 	$(PY) -m maddpg.prey export $(PREY_RUN) --steps 2000000 --name strong --command "make prey: python $(PREY_TRAIN)"
 
-figures: $(STAMP)  ## the study's Figs. 3-6 at 50k env steps per learner, 3 seeds (needs the shipped prey)
+figures: $(STAMP)  ## the study's Figs. 3-6: 50k env steps per learner, 3 seeds, about an hour on 2 cores
 	$(PY) -m maddpg.experiments --out runs/figures $(ARGS)
 
 lint: $(STAMP)
