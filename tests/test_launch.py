@@ -38,16 +38,15 @@ def netns():
 
 
 def two_nodes(out, mode: str, *overrides: str) -> None:
-    """Run the script to completion; on a timeout, stop it so that its trap removes the namespaces."""
+    """Run the script to completion; past the timeout, stop it (its trap removes the namespaces) and fail."""
     args = ["--config", SMOKE, "run.name=two", "run.progress=false", "run.gif=false", "run.threads=1"]
     args += [f"train.total_steps={STEPS}", "train.eval_every=100", *overrides]
     job = subprocess.Popen(["bash", str(SCRIPT), mode, str(out), *args], env={**os.environ, "PYTHON": sys.executable})
     try:
         returncode = job.wait(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.terminate()
-            job.wait()
+    except subprocess.TimeoutExpired:
+        job.terminate()
+        returncode = job.wait()
     logs = [out / f"node{n}.log" for n in (0, 1)]
     assert returncode == 0, "\n".join(f"--- {log.name}:\n{log.read_text()[-3000:]}" for log in logs if log.exists())
 
