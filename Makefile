@@ -1,8 +1,10 @@
 # Every target installs what it needs into .venv first (pinned CPU torch, then the project).
+# TORCH_INDEX names a wheel index for torch alone, e.g. https://download.pytorch.org/whl/cpu.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 ARGS   ?=
 
 .PHONY: install train test bench prey figures lint format clean
@@ -12,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -42,6 +44,7 @@ figures: $(STAMP)  ## the study's Figs. 3-6: 50k env steps per learner, 3 seeds,
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
