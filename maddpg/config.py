@@ -121,6 +121,7 @@ class TrainConfig:
     eval_every: int = 1000  # env transitions between evaluations
     eval_episodes: int = 20  # noise-free episodes per evaluation, same start states every time
     checkpoint_every: int = 100_000  # env transitions; written at the next episode boundary
+    checkpoint_minutes: float = 0.0  # also checkpoint at the first episode boundary this long after the last (0: off)
     keep_checkpoints: int = 2  # newest checkpoints kept in runs/<name>/checkpoints
     checkpoint_buffer: bool = False  # include the replay buffer, so a resume is exact
 
@@ -272,6 +273,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     for key in ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints"):
         _require(getattr(tr, key) >= 1, f"train.{key} must be >= 1, got {getattr(tr, key)}")
     _require(0 <= tr.seed < 2**31, f"train.seed must be in [0, 2**31), got {tr.seed}")
+    _require(tr.checkpoint_minutes >= 0, f"train.checkpoint_minutes must be >= 0 (0: off), got {tr.checkpoint_minutes}")
     _require(cfg.run.threads >= 0, "run.threads must be >= 0 (0 keeps PyTorch's default)")
     try:
         device = torch.device(cfg.run.device)
@@ -338,7 +340,7 @@ def validate_world(cfg: Config, world_size: int) -> None:
 # Every other key shaped the checkpoint (networks, optimizers, buffer, ranks) or the training itself.
 RESUMABLE = (
     "train.total_steps", "train.eval_every", "train.eval_episodes", "train.checkpoint_every",
-    "train.keep_checkpoints", "train.checkpoint_buffer", "run.",
+    "train.checkpoint_minutes", "train.keep_checkpoints", "train.checkpoint_buffer", "run.",
 )  # fmt: skip
 
 
