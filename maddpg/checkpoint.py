@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import shutil
 import sys
 import warnings
@@ -104,19 +103,20 @@ def latest_good_checkpoint(run_dir: Path, world_size: int) -> Path | None:
 
 def load_file(path: Path, device: torch.device | str = "cpu") -> object:
     """torch.load with weights_only=True: tensors, containers and numbers only, so a file crafted to run
-    code when unpickled is refused before anything runs. Any failure to read it is a ConfigError."""
+    code when unpickled is refused before anything in it runs. Any failure to read it is a ConfigError."""
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
             warnings.simplefilter("ignore")
             return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
+    except Exception as error:  # a foreign, truncated or hostile file: what torch raises varies
+        # torch wraps what its weights-only unpickler refused between paragraphs of advice: keep the refusal
+        paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()] or [type(error).__name__]
+        refused = paragraphs[0].startswith("Weights only load failed") and len(paragraphs) > 1
+        reason = (paragraphs[1] if refused else paragraphs[0].splitlines()[0]).split(". ")[0].rstrip(".")[:160]
         raise ConfigError(
-            f"{path} holds Python objects other than tensors, containers and numbers, which loading with "
-            "weights_only=True refuses (nothing in it was run): use a file written by train.py"
+            f"{path} is not a readable checkpoint ({reason}); it was loaded with weights_only=True, so nothing "
+            "in it ran: use a file written by train.py"
         ) from None
-    except Exception as error:  # what a foreign or truncated file raises varies: name it, then stop
-        reason = (str(error).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(error).__name__} {reason})") from None
 
 
 def load_checkpoint(checkpoint: Path, rank: int, device: torch.device | str = "cpu") -> dict:
