@@ -9,7 +9,8 @@
     torchrun --standalone --nproc_per_node=5 train.py --mode pipeline  # model + a rank stepping the envs
     torchrun --standalone --nproc_per_node=5 train.py --mode genetic   # 5 learners sharing the best critic
     torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 train.py --mode data
-    torchrun --standalone --nproc_per_node=2 --max-restarts=3 train.py --mode data run.name=NAME  # restarted on failure
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone --nproc_per_node=2 --max-restarts=3 \
+        train.py --mode data run.name=NAME                      # restarted on failure (see maddpg/elastic.py)
 
 Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
 config.yaml, metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/ (a file
@@ -400,9 +401,9 @@ def train(
             episode_return.zero_()
             p.episode += 1
             if checkpoint_due():
-                save()
-                if p.env_steps >= p.next_checkpoint:
+                if p.env_steps >= p.next_checkpoint:  # before saving: a resume must not save here again
                     p.next_checkpoint += cfg.train.checkpoint_every
+                save()
             obs = env.reset((seed, seeding.ENV_TRAIN, p.episode))
     bar.close()
 

@@ -6,11 +6,17 @@ torchrun tells its workers the restart count, the allowed restarts and the job's
 records the id in its directory (RUN_ID_FILE); a restarted worker continues a directory that
 holds its own job's id, and nothing else. So a restart never continues another job's run, and
 the name must be fixed in advance (run.name), since a timestamp would differ between attempts.
+
+With PyTorch 2.13, workers restarted by torchrun that share its rendezvous store (the default)
+can read their predecessors' gloo addresses and fail with "Connection refused" in
+connectFullMesh (seen with 3 ranks); TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's
+environment gives every attempt a fresh store.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from maddpg.errors import ConfigError
@@ -39,6 +45,12 @@ def record(run_dir: Path) -> None:
     """Mark `run_dir` as this job's, for its restarts (rank 0, when it creates the directory)."""
     if can_restart():
         (run_dir / RUN_ID_FILE).write_text(os.environ["TORCHELASTIC_RUN_ID"] + "\n")
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            print(
+                "warning: restarted workers may fail to connect through torchrun's shared store: "
+                "launch with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun ...",
+                file=sys.stderr,
+            )
 
 
 def continues(run_dir: Path) -> bool:

@@ -279,6 +279,7 @@ def test_a_rank_killed_mid_run_is_restarted_from_the_last_checkpoint(tmp_path, m
     monkeypatch.setenv("KILL_AT_EVAL", "2")
     monkeypatch.setenv("KILL_RUN_DIR", str(tmp_path / mode))
     monkeypatch.setenv("KILL_RECORD", str(record))
+    monkeypatch.setenv("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")  # a fresh rendezvous store per attempt
     args = train_args(tmp_path, mode, "--mode", mode, "run.gif=false", "genetic.sync_every=100")[1:]
     result = torchrun(ranks, "--max-restarts=1", str(ROOT / "tests" / "dist_kill.py"), *args, timeout=170)
     assert result.returncode == 0, result.stderr[-3000:]
