@@ -10,9 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import torch
-import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from maddpg.errors import ConfigError, NonFiniteError
 from maddpg.pretrained import resolve_prey
@@ -162,23 +160,12 @@ def load_yaml(path: Path, what: str) -> dict:
     """A YAML file holding a mapping (a config file, a run's config.yaml) -> that mapping."""
     try:
         tree = OmegaConf.to_container(OmegaConf.load(path))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException) as e:
+    except Exception as e:  # OSError, UnicodeDecodeError, YAML errors; OmegaConf asserts on a top-level scalar
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{what} {path} is not readable YAML ({first_line}): fix or replace the file") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{what} {path} holds a {type(tree).__name__}, not a mapping of sections like train: ...")
     return tree
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    """{"train": {"seed": 0}} -> {"train.seed": 0}."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def load_config(

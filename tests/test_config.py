@@ -5,11 +5,11 @@ import sys
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from maddpg.config import ConfigError, PreyMode, flatten, load_config, to_dict
+from maddpg.config import ConfigError, PreyMode, leaves, load_config
 
 
 def test_defaults_are_the_studys_hyperparameters():
@@ -78,7 +78,7 @@ def test_cli_error_exits_2_with_one_line_before_creating_the_run(tmp_path):
 
 # -- fuzzing: every override list and every YAML file either loads or stops with one ConfigError line --
 
-KEYS = sorted(flatten(to_dict(load_config())))
+KEYS = sorted(key for key, _ in leaves(load_config()))
 SECTIONS = sorted({key.split(".")[0] for key in KEYS})
 VALUES = st.one_of(
     st.text(max_size=12),
@@ -115,6 +115,7 @@ YAML_TREES = st.recursive(YAML_SCALARS, lambda inner: st.lists(inner, max_size=3
 
 @FUZZ
 @given(st.one_of(st.text(max_size=60), YAML_TREES.map(yaml.safe_dump), st.binary(max_size=40)))
+@example("'0'")  # a top-level scalar: OmegaConf.load asserts
 def test_fuzzed_yaml_files_load_or_raise_config_error(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("yaml") / "config.yaml"
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
