@@ -9,12 +9,16 @@
     torchrun --standalone --nproc_per_node=5 train.py --mode pipeline  # model + a rank stepping the envs
     torchrun --standalone --nproc_per_node=5 train.py --mode genetic   # 5 learners sharing the best critic
     torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 train.py --mode data
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone --nproc_per_node=2 --max-restarts=3 \
+        train.py --mode data run.name=NAME                      # restarted on failure (see maddpg/elastic.py)
 
 Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
 config.yaml, metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/ (a file
 per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usable as
 prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync). Only rank 0 writes,
-except each rank's own checkpoint file.
+except each rank's own checkpoint file. Under --max-restarts a restarted job continues its run
+directory from the latest checkpoint that matches its sha256s (maddpg/elastic.py). Bad input stops
+every rank with one line and exit code 2; a NaN or Inf loss or parameter with exit code 3.
 """
 
 from __future__ import annotations
@@ -23,22 +27,36 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from maddpg import seeding
+from maddpg import elastic, seeding
 from maddpg.buffer import Batch, ReplayBuffer
-from maddpg.checkpoint import list_checkpoints, load_checkpoint, save_atomic, save_checkpoint
-from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, load_config, to_dict, to_yaml
+from maddpg.checkpoint import CHECKPOINT_VERSION, latest_good_checkpoint, load_checkpoint, save_atomic, save_checkpoint
+from maddpg.config import (
+    Config,
+    ConfigError,
+    Mode,
+    PreyMode,
+    check_resumable,
+    exit_on_error,
+    load_config,
+    load_yaml,
+    to_dict,
+    to_yaml,
+)
 from maddpg.distributed import Comm, exit_process, setup, teardown, world_size_from_env
 from maddpg.envs import VecEnv, make_env
+from maddpg.errors import NonFiniteError
 from maddpg.evaluate import evaluate
 from maddpg.genetic import Population
+from maddpg.guard import nonfinite_error, nonfinite_loss, nonfinite_parameter
 from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
@@ -47,7 +65,7 @@ from maddpg.plot import plot_learning_curve
 from maddpg.prey import RandomPrey, load_prey, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
 
-CHECKPOINT_VERSION = 1
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,45 +92,91 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def resolve_config(args: argparse.Namespace, overrides: list[str], world_size: int) -> Config:
-    """The run's config: a new run's, or a resumed run's saved config.yaml with the overrides on top."""
+    """The run's config: a new run's, or a resumed run's saved config.yaml with the overrides on top
+    (which may change only what config.RESUMABLE lists)."""
     if args.resume is None:
         return load_config(args.config, overrides, world_size=world_size)
     saved = Path(args.resume) / "config.yaml"
     if not saved.is_file():
         raise ConfigError(f"--resume {args.resume}: no config.yaml there; pass a run directory written by train.py")
-    base = OmegaConf.to_container(OmegaConf.load(saved))
-    return load_config(args.config, overrides, base=base, world_size=world_size)
+    base = load_yaml(saved, "the run's config")
+    cfg = load_config(args.config, overrides, base=base, world_size=world_size)
+    check_resumable(load_config(base=base, world_size=world_size), cfg, args.resume)
+    return cfg
 
 
-def resolve_run_dir(cfg: Config, args: argparse.Namespace, comm: Comm) -> tuple[Path, Path | None]:
-    """The run directory and the checkpoint to resume from (None for a new run), decided on rank 0."""
+@dataclass
+class Start:
+    """Where a run writes and what it starts from, decided on rank 0."""
+
+    run_dir: Path
+    checkpoint: Path | None = None  # resume from it; None: start at env step 0
+    continued: bool = False  # the directory holds earlier rows: --resume, or an elastic restart of this job
+
+
+def resolve_start(cfg: Config, args: argparse.Namespace, comm: Comm) -> Start:
+    """Decided on rank 0 and broadcast: every rank resumes from the same checkpoint."""
     if comm.is_main:
         try:
-            decision = (*_run_dir(cfg, args, comm.world_size), None)
+            decision = (_start(cfg, args, comm.world_size), None)
         except ConfigError as error:
-            decision = (None, None, str(error))
+            decision = (None, str(error))
     else:
         decision = None
-    run_dir, resume_from, error = comm.broadcast_object(decision)
+    start, error = comm.broadcast_object(decision)
     if error is not None:
         raise ConfigError(error)
-    return run_dir, resume_from
+    return start
 
 
-def _run_dir(cfg: Config, args: argparse.Namespace, world_size: int) -> tuple[Path, Path | None]:
+def _start(cfg: Config, args: argparse.Namespace, world_size: int) -> Start:
     if args.resume is None:
+        elastic.require_name(cfg.run.name)
         run_dir = Path(cfg.run.dir) / (cfg.run.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
-        if run_dir.exists():
-            raise ConfigError(f"run directory {run_dir} exists: pass --resume {run_dir} or set run.name=NEW_NAME")
-        return run_dir, None
+        if not run_dir.exists():
+            return Start(run_dir)
+        if elastic.continues(run_dir):  # None: the failed attempt wrote no checkpoint, start again
+            return Start(run_dir, latest_good_checkpoint(run_dir, world_size), continued=True)
+        raise ConfigError(f"run directory {run_dir} exists: pass --resume {run_dir} or set run.name=NEW_NAME")
     run_dir = Path(args.resume)
-    checkpoints = list_checkpoints(run_dir, world_size)
-    if not checkpoints:
+    checkpoint = latest_good_checkpoint(run_dir, world_size)
+    if checkpoint is None:
         raise ConfigError(
             f"--resume {run_dir}: no checkpoint from all {world_size} ranks in {run_dir / 'checkpoints'}; "
             "start a new run, or resume with the world size that wrote it"
         )
-    return run_dir, checkpoints[-1]
+    return Start(run_dir, checkpoint, continued=True)
+
+
+def stop_together(comm: Comm, error: ConfigError | NonFiniteError | None) -> None:
+    """If any rank met an error, every rank exits with the lowest such rank's (code 2, or 3 for a
+    non-finite value), rank 0 printing its one line. Every rank must call it."""
+    error = comm.first(error)
+    if error is not None:
+        exit_on_error(error, speak=comm.is_main)
+
+
+def together(comm: Comm, action: Callable[[], T]) -> T:
+    """`action()` on every rank; a ConfigError on any rank stops them all (see stop_together)."""
+    try:
+        result, error = action(), None
+    except ConfigError as e:
+        result, error = None, e
+    stop_together(comm, error)
+    return result
+
+
+def restore(checkpoint: Path, rank: int, device: torch.device, parts: dict[str, object]) -> dict:
+    """Load this rank's file of `checkpoint` into `parts` ({state key: object with load_state_dict}) -> the state."""
+    state = load_checkpoint(checkpoint, rank, device)
+    try:
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
+    except (KeyError, TypeError, RuntimeError) as error:  # missing entries, or tensors of other shapes
+        raise ConfigError(
+            f"{checkpoint} (rank {rank}) does not fit this run ({error!r:.200}): resume with the config that wrote it"
+        ) from None
+    return state
 
 
 def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer | None]:
@@ -166,18 +230,18 @@ def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     place = placement(cfg, comm)
-    try:
-        run_dir, resume_from = resolve_run_dir(cfg, args, comm)
-        env, eval_env, learner, buffer = build(cfg, device, place)
-    except ConfigError as error:
-        exit_on_error(error, speak=comm.is_main)
+    start = together(comm, lambda: resolve_start(cfg, args, comm))
+    run_dir, resume_from = start.run_dir, start.checkpoint
+    env, eval_env, learner, buffer = together(comm, lambda: build(cfg, device, place))
 
     if place.serves_updates:
         if resume_from is not None:
-            learner.load_state_dict(load_checkpoint(resume_from, comm.rank, device)["learner"])
+            together(comm, lambda: restore(resume_from, comm.rank, device, {"learner": learner}))
         comm.barrier()  # rank 0 creates the run directory
 
         def save(env_steps: int) -> None:
+            problem = nonfinite_parameter(learner, env.agent_names[: cfg.n_learners])  # never checkpoint a NaN
+            stop_together(comm, nonfinite_error(problem, env_steps, comm))
             state = {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "learner": learner.state_dict()}
             save_checkpoint(state, run_dir, env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
 
@@ -188,18 +252,23 @@ def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm)
     tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
     population = Population(cfg.genetic, comm, learner, cfg.train.seed) if cfg.mode == Mode.genetic else None
     if resume_from is not None:
-        state = load_checkpoint(resume_from, comm.rank, device)
-        learner.load_state_dict(state["learner"])
-        buffer.load_state_dict(state["buffer"])
-        progress = Progress(**state["progress"])
-        tally.load_state_dict(state["tally"])
+        parts = {"learner": learner, "buffer": buffer, "tally": tally}
         if population is not None:
-            population.load_state_dict(state["population"])
+            parts["population"] = population
+        state = together(comm, lambda: restore(resume_from, comm.rank, device, parts))
+        progress = Progress(**state["progress"])
     metrics = None
     if comm.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if not start.continued:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            elastic.record(run_dir)
+        elif elastic.restart_count():
+            origin = resume_from or "env step 0 (no checkpoint was written)"
+            print(f"elastic restart {elastic.restart_count()}: {run_dir} continues from {origin}", file=sys.stderr)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        metrics = MetricsLog(run_dir, resume_step=None if resume_from is None else progress.env_steps)
+        # A continued run keeps the rows up to its checkpoint; with none to resume from, none of them.
+        resume_step = (progress.env_steps if resume_from else -1) if start.continued else None
+        metrics = MetricsLog(run_dir, resume_step=resume_step)
     comm.barrier()  # the run directory exists before any rank writes into it
     try:
         train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics, population)
@@ -256,12 +325,29 @@ def train(
             row |= population.gather_evaluation(row)
         if metrics is not None:
             metrics.log(row)
+        if link is None:  # pipeline: rank 0's rows hold no losses; its learners check their parameters at saves
+            stop_together(comm, nonfinite_error(nonfinite_loss(row, tally.agent_names), p.env_steps, comm))
         bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
 
+    last_save = time.monotonic()
+
+    def checkpoint_due() -> bool:
+        """At an episode boundary: every train.checkpoint_every env steps, or train.checkpoint_minutes
+        after the last checkpoint by rank 0's clock, broadcast so that every rank saves the same step
+        (pipeline: rank 0 alone decides, and tells its learners)."""
+        if p.env_steps >= p.next_checkpoint:
+            return True
+        if not cfg.train.checkpoint_minutes:
+            return False
+        late = time.monotonic() - last_save >= 60 * cfg.train.checkpoint_minutes
+        return late if link is not None else comm.broadcast_object(late)
+
     def save() -> None:
+        nonlocal last_save
         if link is not None:
             link.drain(p.env_steps)
             link.send([], p.env_steps, flags=SAVE)  # the learner ranks save their part
+        stop_together(comm, nonfinite_error(nonfinite_parameter(learner, tally.agent_names), p.env_steps, comm))
         p.wall_clock = time.perf_counter() - start
         state = {
             "version": CHECKPOINT_VERSION,
@@ -272,6 +358,7 @@ def train(
             "tally": tally.state_dict(),
         } | ({} if population is None else {"population": population.state_dict()})
         save_checkpoint(state, run_dir, p.env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
+        last_save = time.monotonic()
 
     if p.env_steps == 0:
         log_row()  # the untrained policy, as the curve's first point
@@ -313,9 +400,10 @@ def train(
             tally.add_episodes(episode_return)
             episode_return.zero_()
             p.episode += 1
-            if p.env_steps >= p.next_checkpoint:
+            if checkpoint_due():
+                if p.env_steps >= p.next_checkpoint:  # before saving: a resume must not save here again
+                    p.next_checkpoint += cfg.train.checkpoint_every
                 save()
-                p.next_checkpoint += cfg.train.checkpoint_every
             obs = env.reset((seed, seeding.ENV_TRAIN, p.episode))
     bar.close()
 

@@ -1,12 +1,21 @@
-"""Checkpoints: one directory per step with one file per rank, written atomically, loaded with weights_only=True."""
+"""Checkpoints: one directory per step with one file per rank, written atomically with its sha256
+beside it, verified before a resume, loaded with weights_only=True."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from maddpg.errors import ConfigError
+
+CHECKPOINT_VERSION = 1
 
 
 def checkpoint_dir(run_dir: Path, env_steps: int) -> Path:
@@ -17,17 +26,35 @@ def rank_file(checkpoint: Path, rank: int) -> Path:
     return checkpoint / f"rank{rank}.pt"
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see a partial file."""
+def digest_file(path: Path) -> Path:
+    """Where the sha256 of `path` is recorded: rank0.pt -> rank0.pt.sha256."""
+    return path.with_name(f"{path.name}.sha256")
+
+
+def sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
 
 
+def save_atomic(obj: dict, path: Path) -> None:
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
 def save_checkpoint(state: dict, run_dir: Path, env_steps: int, rank: int, world_size: int, keep: int) -> None:
-    """This rank's part of the checkpoint at `env_steps`; rank 0 then drops all but the newest `keep`."""
-    save_atomic(state, rank_file(checkpoint_dir(run_dir, env_steps), rank))
+    """This rank's part of the checkpoint at `env_steps`, then its sha256 (each renamed into place, so
+    a file with a digest is whole); rank 0 then drops all but the newest `keep` complete checkpoints."""
+    path = rank_file(checkpoint_dir(run_dir, env_steps), rank)
+    save_atomic(state, path)
+    digest = sha256(path)
+    write_atomic(digest_file(path), lambda tmp: tmp.write_text(digest + "\n"))
     if rank == 0:
         for old in list_checkpoints(run_dir, world_size)[:-keep]:
             shutil.rmtree(old)
@@ -39,5 +66,63 @@ def list_checkpoints(run_dir: Path, world_size: int) -> list[Path]:
     return [c for c in candidates if all(rank_file(c, r).is_file() for r in range(world_size))]
 
 
+def corrupted_ranks(checkpoint: Path, world_size: int) -> list[int]:
+    """Ranks whose file does not match its recorded sha256 (truncated or changed since it was written).
+    A file with no sha256 beside it (written before digests were recorded, or its writer died between
+    the two renames, after which the file is still whole) is taken as it is."""
+    bad = []
+    for rank in range(world_size):
+        path = rank_file(checkpoint, rank)
+        recorded = digest_file(path)
+        if recorded.is_file() and recorded.read_text().strip() != sha256(path):
+            bad.append(rank)
+    return bad
+
+
+def latest_good_checkpoint(run_dir: Path, world_size: int) -> Path | None:
+    """The newest complete checkpoint whose every rank file matches its sha256, with a warning on stderr
+    for each newer one passed over; None if the run has no complete checkpoint. Decided in one process
+    (rank 0), so every rank loads the same step."""
+    checkpoints = list_checkpoints(run_dir, world_size)
+    skipped = []
+    for checkpoint in reversed(checkpoints):
+        bad = corrupted_ranks(checkpoint, world_size)
+        if not bad:
+            for name, ranks in skipped:
+                print(f"warning: {name}: rank file(s) {ranks} do not match their sha256 (truncated or corrupted); "
+                      f"resuming from {checkpoint.name}", file=sys.stderr)  # fmt: skip
+            return checkpoint
+        skipped.append((checkpoint, bad))
+    if checkpoints:
+        raise ConfigError(
+            f"every checkpoint in {run_dir / 'checkpoints'} is corrupted (its rank files do not match their sha256): "
+            "restore one from a backup, or start a new run with another run.name"
+        )
+    return None
+
+
+def load_file(path: Path, device: torch.device | str = "cpu") -> object:
+    """torch.load with weights_only=True: tensors, containers and numbers only, so a file crafted to run
+    code when unpickled is refused before anything in it runs. Any failure to read it is a ConfigError."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # a foreign, truncated or hostile file: what torch raises varies
+        # torch wraps what its weights-only unpickler refused between paragraphs of advice: keep the refusal
+        paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()] or [type(error).__name__]
+        refused = paragraphs[0].startswith("Weights only load failed") and len(paragraphs) > 1
+        reason = (paragraphs[1] if refused else paragraphs[0].splitlines()[0]).split(". ")[0].rstrip(".")[:160]
+        raise ConfigError(
+            f"{path} is not a readable checkpoint ({reason}); it was loaded with weights_only=True, so nothing "
+            "in it ran: use a file written by train.py"
+        ) from None
+
+
 def load_checkpoint(checkpoint: Path, rank: int, device: torch.device | str = "cpu") -> dict:
-    return torch.load(rank_file(checkpoint, rank), map_location=device, weights_only=True)
+    """This rank's part of `checkpoint`, checked to be a checkpoint train.py wrote."""
+    path = rank_file(checkpoint, rank)
+    state = load_file(path, device)
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise ConfigError(f"{path} is not a checkpoint of this version of train.py (version {CHECKPOINT_VERSION})")
+    return state

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
 
-from maddpg.errors import ConfigError
+from maddpg.errors import ConfigError, NonFiniteError
 from maddpg.pretrained import resolve_prey
 
 SCHEMA_FILE = "maddpg/config.py"
@@ -119,6 +119,7 @@ class TrainConfig:
     eval_every: int = 1000  # env transitions between evaluations
     eval_episodes: int = 20  # noise-free episodes per evaluation, same start states every time
     checkpoint_every: int = 100_000  # env transitions; written at the next episode boundary
+    checkpoint_minutes: float = 0.0  # also checkpoint at the first episode boundary this long after the last (0: off)
     keep_checkpoints: int = 2  # newest checkpoints kept in runs/<name>/checkpoints
     checkpoint_buffer: bool = False  # include the replay buffer, so a resume is exact
 
@@ -155,6 +156,18 @@ class Config:
         return self.n_agents if self.prey.mode == PreyMode.learn else self.env.num_adversaries
 
 
+def load_yaml(path: Path, what: str) -> dict:
+    """A YAML file holding a mapping (a config file, a run's config.yaml) -> that mapping."""
+    try:
+        tree = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # OSError, UnicodeDecodeError, YAML errors; OmegaConf asserts on a top-level scalar
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{what} {path} is not readable YAML ({first_line}): fix or replace the file") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{what} {path} holds a {type(tree).__name__}, not a mapping of sections like train: ...")
+    return tree
+
+
 def load_config(
     config_file: str | None = None,
     overrides: Sequence[str] = (),
@@ -163,26 +176,35 @@ def load_config(
 ) -> Config:
     """Schema defaults <- `base` (a saved run's config) <- YAML file <- `key=value` overrides,
     checked against the job's `world_size` (torchrun's WORLD_SIZE)."""
-    try:
-        merged = OmegaConf.structured(Config)
-        if base is not None:
-            merged = OmegaConf.merge(merged, base)
-        if config_file is not None:
-            path = Path(config_file)
-            if not path.is_file():
-                raise ConfigError(f"config file {config_file} not found: pass an existing YAML file to --config")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} is not key=value: write it as e.g. train.total_steps=20000")
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-        cfg: Config = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or "?"
-        first_line = str(getattr(e, "msg", e)).splitlines()[0]
-        raise ConfigError(f"config key {key}: {first_line}; see {SCHEMA_FILE} for the keys and types") from None
+    merged = OmegaConf.structured(Config)
+    if base is not None:
+        merged = _merge(merged, lambda: base, "the run's saved config")
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {config_file} not found: pass an existing YAML file to --config")
+        tree = load_yaml(path, "config file")
+        merged = _merge(merged, lambda: tree, f"config file {config_file}")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value: write it as e.g. train.total_steps=20000")
+        merged = _merge(merged, lambda item=item: OmegaConf.from_dotlist([item]), f"override {item!r}")
+    cfg: Config = _merge(merged, None, "the merged config")
     validate(cfg, world_size)
     return cfg
+
+
+def _merge(merged: DictConfig, update: Callable[[], object] | None, source: str) -> DictConfig | Config:
+    """`merged` with `update()` merged in (None: `merged` as a typed Config object), any failure a ConfigError
+    naming `source`. OmegaConf raises its own errors on wrong keys and types, and assorted built-in ones
+    (TypeError, IndexError, YAML errors) on malformed keys and values."""
+    try:
+        return OmegaConf.to_object(merged) if update is None else OmegaConf.merge(merged, update())
+    except Exception as e:
+        key = getattr(e, "full_key", None)
+        message = str(getattr(e, "msg", None) or e).strip().splitlines()
+        reason = f"{'config key ' + key + ': ' if key else ''}{message[0] if message else type(e).__name__}"
+        raise ConfigError(f"{source}: {reason}; see {SCHEMA_FILE} for the keys and types") from None
 
 
 def _require(ok: bool, message: str) -> None:
@@ -190,8 +212,24 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def leaves(node: object, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(dotted key, value) of every field of a config dataclass, nested sections included."""
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            yield from leaves(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value
+
+
 def validate(cfg: Config, world_size: int = 1) -> None:
     """Range and consistency checks that the schema's types cannot express."""
+    for key, value in leaves(cfg):
+        if isinstance(value, list):  # the schema types the list, not always its items
+            _require(all(type(x) in (int, float) for x in value), f"{key} must list numbers, got {value}")
+        numbers = value if isinstance(value, list) else [value]
+        finite = all(math.isfinite(x) for x in numbers if isinstance(x, float))
+        _require(finite, f"{key} must be a finite number, got {value}")
     env, m, ex, tr = cfg.env, cfg.maddpg, cfg.explore, cfg.train
     _require(env.num_adversaries >= 1, "env.num_adversaries must be >= 1: set env.num_adversaries=3")
     _require(env.num_good >= 1, "env.num_good must be >= 1: set env.num_good=1")
@@ -221,7 +259,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _require(ex.decay >= 0, f"explore.decay must be >= 0, got {ex.decay}")
     for key in ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints"):
         _require(getattr(tr, key) >= 1, f"train.{key} must be >= 1, got {getattr(tr, key)}")
-    _require(tr.seed >= 0, f"train.seed must be >= 0, got {tr.seed}")
+    _require(0 <= tr.seed < 2**31, f"train.seed must be in [0, 2**31), got {tr.seed}")
+    _require(tr.checkpoint_minutes >= 0, f"train.checkpoint_minutes must be >= 0 (0: off), got {tr.checkpoint_minutes}")
     _require(cfg.run.threads >= 0, "run.threads must be >= 0 (0 keeps PyTorch's default)")
     try:
         device = torch.device(cfg.run.device)
@@ -284,6 +323,25 @@ def validate_world(cfg: Config, world_size: int) -> None:
         )
 
 
+# What a resumed run may change: how long it goes on, how it evaluates and checkpoints, and run.*.
+# Every other key shaped the checkpoint (networks, optimizers, buffer, ranks) or the training itself.
+RESUMABLE = (
+    "train.total_steps", "train.eval_every", "train.eval_episodes", "train.checkpoint_every",
+    "train.checkpoint_minutes", "train.keep_checkpoints", "train.checkpoint_buffer", "run.",
+)  # fmt: skip
+
+
+def check_resumable(saved: Config, cfg: Config, run_dir: str) -> None:
+    """On --resume, `cfg` may differ from the run's `saved` config in RESUMABLE keys only."""
+    before = dict(leaves(saved))
+    for key, value in leaves(cfg):
+        if value != before[key] and not key.startswith(RESUMABLE):
+            raise ConfigError(
+                f"--resume {run_dir}: {key} was {before[key]}, not {value}; a resumed run may change only "
+                f"{', '.join(k.rstrip('.') for k in RESUMABLE)}(.*): start a new run for another {key}"
+            )
+
+
 def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
@@ -292,8 +350,9 @@ def to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
 
 
-def exit_on_error(error: ConfigError, speak: bool = True) -> None:
-    """Exit with code 2; under torchrun every rank exits, and only rank 0 (`speak`) prints."""
+def exit_on_error(error: ConfigError | NonFiniteError, speak: bool = True) -> None:
+    """Exit with the error's code (2 for bad input, 3 for a non-finite value); under torchrun every rank
+    exits, and only rank 0 (`speak`) prints."""
     if speak:
         print(f"error: {error}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(error.exit_code)

@@ -67,6 +67,15 @@ class Comm:
         dist.broadcast_object_list(holder, src=src)
         return holder[0]
 
+    def first(self, value: object | None) -> object | None:
+        """The lowest rank's value that is not None, on every rank (None if all are None): how ranks
+        agree to stop together on an error that only some of them met. Every rank must call it."""
+        if self.world_size == 1:
+            return value
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value, group=self.group)
+        return next((v for v in values if v is not None), None)
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()

@@ -1,5 +1,13 @@
-"""The error every entry point turns into one line on stderr and exit code 2."""
+"""The errors every entry point turns into one line on stderr and an exit code (see config.exit_on_error)."""
 
 
 class ConfigError(ValueError):
     """A bad configuration or input file; the message names the key and the fix."""
+
+    exit_code = 2
+
+
+class NonFiniteError(ArithmeticError):
+    """A NaN or Inf loss or parameter; the message names the agent, the network and the env step."""
+
+    exit_code = 3

@@ -13,16 +13,26 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from maddpg.distributed import Comm
+from maddpg.errors import ConfigError
 
 METRICS_FILE = "metrics.jsonl"
 SYNCS_FILE = "syncs.jsonl"  # genetic mode: one row per sync round
 
 
 def read_rows(run_dir: Path, name: str = METRICS_FILE) -> list[dict]:
+    """The rows of a rows file; a last line cut short (its writer was killed mid-row) is left out."""
     path = run_dir / name
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ConfigError(f"{path}, line {number}, is not a JSON row: repair or remove that line") from None
+    return rows
 
 
 def open_rows(run_dir: Path, name: str, resume_step: int | None) -> TextIO:
@@ -38,13 +48,16 @@ class MetricsLog:
     metrics to TensorBoard.
 
     On resume from a checkpoint at `resume_step`, rows logged after it (by a run that went on
-    past its last checkpoint) are dropped, so the resumed run neither repeats nor skips a row.
+    past its last checkpoint) are dropped, so the resumed run neither repeats nor skips a row;
+    -1 drops them all (a restarted job that had written no checkpoint starts again).
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
         self.run_dir, self.resume_step = run_dir, resume_step
         self.file = open_rows(run_dir, METRICS_FILE, resume_step)
-        self.syncs: TextIO | None = None  # opened by the first sync row
+        self.syncs: TextIO | None = None  # opened by the first sync row, or now to drop rows past resume_step
+        if resume_step is not None and (run_dir / SYNCS_FILE).exists():
+            self.syncs = open_rows(run_dir, SYNCS_FILE, resume_step)
         purge = None if resume_step is None else resume_step + 1
         self.tensorboard = SummaryWriter(run_dir / "tensorboard", purge_step=purge)
 

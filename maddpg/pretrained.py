@@ -6,18 +6,14 @@ sha256 in its manifest.json, so `prey.checkpoint=weak` or `=strong` names a veri
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from maddpg.checkpoint import sha256
 from maddpg.errors import ConfigError
 
 PREY_DIR = Path(__file__).parent / "pretrained_prey"
 MANIFEST = PREY_DIR / "manifest.json"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def manifest(path: Path = MANIFEST) -> dict[str, dict]:

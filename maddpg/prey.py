@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from maddpg.checkpoint import checkpoint_dir, load_checkpoint, rank_file, save_atomic
+from maddpg.checkpoint import checkpoint_dir, load_checkpoint, load_file, rank_file, save_atomic
 from maddpg.config import ConfigError, EnvConfig, Mode, PreyMode, exit_on_error, load_config, to_dict
 from maddpg.envs import make_env
 from maddpg.networks import StackedMLP
@@ -65,18 +65,23 @@ def prey_payload(actor: StackedMLP, env: EnvConfig, obs_dim: int, act_dim: int, 
 def load_prey(path: str, env: EnvConfig, obs_dim: int, act_dim: int, device: torch.device | str) -> FrozenPrey:
     """Load a shipped prey (by name) or a prey file written by a run with prey.mode=learn; its teams
     must match `env`."""
-    payload = torch.load(resolve_prey(path), map_location=device, weights_only=True)
-    if payload.get("version") != PREY_FILE_VERSION:
+    payload = load_file(resolve_prey(path), device)
+    if not isinstance(payload, dict) or payload.get("version") != PREY_FILE_VERSION:
         raise ConfigError(f"prey.checkpoint {path} is not a prey file: use a run's prey.pt")
-    trained = tuple(payload[k] for k in ("num_adversaries", "num_good", "num_obstacles", "obs_dim", "act_dim"))
+    trained = tuple(payload.get(k) for k in ("num_adversaries", "num_good", "num_obstacles", "obs_dim", "act_dim"))
     wanted = (env.num_adversaries, env.num_good, env.num_obstacles, obs_dim, act_dim)
     if trained != wanted:
         raise ConfigError(
             f"prey.checkpoint {path} was trained for (adversaries, good, obstacles, obs, act) = {trained}, "
             f"this run has {wanted}: set env.* to match or train a prey for these teams"
         )
-    actor = StackedMLP(env.num_good, obs_dim, payload["hidden"], act_dim, sigmoid_output=True).to(device)
-    actor.load_state_dict(payload["actor"])
+    try:
+        actor = StackedMLP(env.num_good, obs_dim, payload["hidden"], act_dim, sigmoid_output=True).to(device)
+        actor.load_state_dict(payload["actor"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a header or weights that do not fit
+        raise ConfigError(
+            f"prey.checkpoint {path} is a damaged prey file ({error!r:.200}): use a run's prey.pt"
+        ) from None
     return FrozenPrey(actor)
 
 

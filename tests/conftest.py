@@ -49,9 +49,9 @@ def random_batch(size: int, obs_dims, act_dim: int = 5, seed: int = 1) -> Batch:
 
 
 def torchrun(nproc: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`torchrun --standalone` on this machine, from the project root, with tests/ importable."""
+    """`torchrun --standalone` on this machine, from the project root, with tests/ and train.py importable."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 

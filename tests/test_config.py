@@ -4,9 +4,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT
-from maddpg.config import ConfigError, PreyMode, load_config
+from maddpg.config import ConfigError, PreyMode, leaves, load_config
 
 
 def test_defaults_are_the_studys_hyperparameters():
@@ -71,3 +74,58 @@ def test_cli_error_exits_2_with_one_line_before_creating_the_run(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "maddpg.gamma" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+# -- fuzzing: every override list and every YAML file either loads or stops with one ConfigError line --
+
+KEYS = sorted(key for key, _ in leaves(load_config()))
+SECTIONS = sorted({key.split(".")[0] for key in KEYS})
+VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(min_value=-(10**20), max_value=10**20).map(str),
+    st.floats().map(str),
+    st.sampled_from(["[64,64]", "[]", "[0]", "[", "]", "{a: 1}", "{", "null", "~", "true", "nan", "-inf", "1e999",
+                     "'x'", '"', "${oc.env:HOME}", "${x}", "[1, [2]]", ": :", "- a", "\x00", "cuda:7", "fixed"]),
+)  # fmt: skip
+ITEMS = st.one_of(
+    st.builds("{}={}".format, st.one_of(st.sampled_from(KEYS + SECTIONS), st.text(max_size=12)), VALUES),
+    st.text(max_size=20),
+)
+FUZZ = settings(max_examples=150, deadline=None)
+
+
+def loads_or_stops_cleanly(*args, **kwargs) -> None:
+    try:
+        load_config(*args, **kwargs)
+    except ConfigError as error:
+        assert "\n" not in str(error)
+
+
+@FUZZ
+@given(st.lists(ITEMS, max_size=4))
+def test_fuzzed_overrides_load_or_raise_config_error(overrides):
+    loads_or_stops_cleanly(None, overrides)
+
+
+YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8), VALUES)
+YAML_TREES = st.recursive(YAML_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.one_of(st.sampled_from(SECTIONS + [k.split(".")[-1] for k in KEYS]), st.text(max_size=6)), inner, max_size=3),
+    max_leaves=8)  # fmt: skip
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=60), YAML_TREES.map(yaml.safe_dump), st.binary(max_size=40)))
+@example("'0'")  # a top-level scalar: OmegaConf.load asserts
+def test_fuzzed_yaml_files_load_or_raise_config_error(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("yaml") / "config.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    loads_or_stops_cleanly(str(path))
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(SECTIONS), st.dictionaries(st.sampled_from(
+    [k.split(".")[-1] for k in KEYS]), VALUES, max_size=3), max_size=3))  # fmt: skip
+def test_fuzzed_yaml_with_real_keys_loads_or_raises_config_error(tmp_path_factory, tree):
+    path = tmp_path_factory.mktemp("yaml") / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    loads_or_stops_cleanly(str(path))

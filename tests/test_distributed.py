@@ -29,9 +29,13 @@ def test_data_mode_gradients_equal_single_process_gradients_on_the_union_batch()
 
 
 def test_data_mode_trains_identical_replicas(tmp_path):
-    result = torchrun(2, *train_args(tmp_path, "data", "--mode", "data", "run.gif=false"))
+    every_episode = ("train.checkpoint_minutes=1e-9", "train.keep_checkpoints=20")  # rank 0's clock decides
+    result = torchrun(2, *train_args(tmp_path, "data", "--mode", "data", "run.gif=false", *every_episode))
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "data"
+    # A checkpoint at every episode boundary (25 steps of 2 ranks), each written by both ranks.
+    assert [c.name for c in sorted((run / "checkpoints").iterdir())] == [c.name for c in list_checkpoints(run, 2)]
+    assert [int(c.name[5:]) for c in list_checkpoints(run, 2)] == list(range(50, 601, 50))
     rank0, rank1 = learner(run, 0, 2), learner(run, 1, 2)
     for net in NETWORKS:
         for key, value in rank0[net].items():
