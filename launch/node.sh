@@ -8,6 +8,7 @@
 # MASTER  private IP of the node that serves the rendezvous (required); PORT its port (29400)
 # NNODES  nodes in the job (2); NPROC ranks on each node (1)
 # JOB_ID  the rendezvous id, the same on every node of one job (maddpg)
+# MAX_RESTARTS  torchrun restarts the job this often after a failure, resuming its run (0)
 # IFNAME  the interface the nodes share, for gloo and NCCL (default: the default route's, e.g. ens5)
 # PYTHON  the interpreter (default: the repository's .venv/bin/python)
 set -euo pipefail
@@ -24,11 +25,13 @@ ADDR=$(ip -o -4 addr show dev "$IFNAME" | awk '{sub(/\/.*/, "", $4); print $4; e
 IS_HOST=0
 [[ $ADDR == "$MASTER" ]] && IS_HOST=1
 export GLOO_SOCKET_IFNAME=$IFNAME NCCL_SOCKET_IFNAME=$IFNAME
+# Restarted workers must not reuse the rendezvous store's stale addresses (see maddpg/elastic.py).
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
 
 command=("${PYTHON:-$ROOT/.venv/bin/python}" -m torch.distributed.run
-    --nnodes="${NNODES:-2}" --nproc-per-node="${NPROC:-1}"
+    --nnodes="${NNODES:-2}" --nproc-per-node="${NPROC:-1}" --max-restarts="${MAX_RESTARTS:-0}"
     --rdzv-backend=c10d --rdzv-endpoint="$MASTER:${PORT:-29400}" --rdzv-id="${JOB_ID:-maddpg}"
     --rdzv-conf="is_host=$IS_HOST" --local-addr="$ADDR"
     "$ROOT/train.py" "$@")
-echo "GLOO_SOCKET_IFNAME=$IFNAME NCCL_SOCKET_IFNAME=$IFNAME ${command[*]}" >&2
+echo "GLOO_SOCKET_IFNAME=$IFNAME NCCL_SOCKET_IFNAME=$IFNAME TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 ${command[*]}" >&2
 [[ ${DRY_RUN:-0} == 1 ]] || exec "${command[@]}"
