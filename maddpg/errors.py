@@ -2,9 +2,13 @@
 
 
 class ConfigError(ValueError):
-    """A bad configuration or input file; the message names the key and the fix."""
+    """A bad configuration or input file; the message names the key and the fix. It is kept to one
+    line, even when it quotes input holding line breaks."""
 
     exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.splitlines()))
 
 
 class NonFiniteError(ArithmeticError):

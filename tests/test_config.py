@@ -94,6 +94,12 @@ ITEMS = st.one_of(
 FUZZ = settings(max_examples=150, deadline=None)
 
 
+def test_an_error_quoting_line_breaks_stays_one_line():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.a\u2028b\nc=1"])
+    assert len(str(info.value).splitlines()) == 1
+
+
 def loads_or_stops_cleanly(*args, **kwargs) -> None:
     try:
         load_config(*args, **kwargs)
