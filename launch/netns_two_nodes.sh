@@ -2,7 +2,7 @@
 # Two nodes on one machine: launch/node.sh in each of two network namespaces joined by a veth
 # pair, so the c10d rendezvous and gloo's traffic cross a network link, not loopback. Needs root.
 #
-#   sudo launch/netns_two_nodes.sh data /tmp/two_nodes --config "$PWD/configs/smoke.yaml" run.name=two
+#   sudo launch/netns_two_nodes.sh data "$PWD/runs/two_nodes" --config "$PWD/configs/smoke.yaml" run.name=two
 #
 # Node n (0 or 1) has address 10.77.0.(n+1) on interface ID-n and works in OUT/node<n>, which
 # stands for its own disk: relative paths in the train.py arguments resolve there (give --config
