@@ -331,12 +331,9 @@ def train(
 
     last_save = time.monotonic()
 
-    def checkpoint_due() -> bool:
-        """At an episode boundary: every train.checkpoint_every env steps, or train.checkpoint_minutes
-        after the last checkpoint by rank 0's clock, broadcast so that every rank saves the same step
-        (pipeline: rank 0 alone decides, and tells its learners)."""
-        if p.env_steps >= p.next_checkpoint:
-            return True
+    def minutes_due() -> bool:
+        """train.checkpoint_minutes since the last checkpoint, by rank 0's clock, broadcast so that every
+        rank saves the same step (pipeline: rank 0 alone decides, and tells its learners)."""
         if not cfg.train.checkpoint_minutes:
             return False
         late = time.monotonic() - last_save >= 60 * cfg.train.checkpoint_minutes
@@ -400,9 +397,10 @@ def train(
             tally.add_episodes(episode_return)
             episode_return.zero_()
             p.episode += 1
-            if checkpoint_due():
-                if p.env_steps >= p.next_checkpoint:  # before saving: a resume must not save here again
-                    p.next_checkpoint += cfg.train.checkpoint_every
+            if p.env_steps >= p.next_checkpoint:  # every train.checkpoint_every env steps, at an episode end
+                p.next_checkpoint += cfg.train.checkpoint_every  # before saving: a resume must not save here again
+                save()
+            elif minutes_due():
                 save()
             obs = env.reset((seed, seeding.ENV_TRAIN, p.episode))
     bar.close()
