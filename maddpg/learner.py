@@ -91,10 +91,10 @@ class Maddpg:
         # The fused kernel took 10-15% off a default-size update on this CPU against foreach.
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
-        # own_slot[i, 0, j, 0]: local critic i takes agent j's action from the current policy
-        # iff j is local agent i.
-        eye = torch.eye(self.n_agents, dtype=torch.bool, device=device)[self.agents]
-        self.own_slot = eye[:, None, :, None]
+        # Critic input columns of each local learner's own action: (n, A), with `local` (n, 1) to index the stack.
+        first_action_col = len(self.obs_cols) + act_dim * torch.tensor(self.agents, device=device)
+        self.own_cols = first_action_col[:, None] + torch.arange(act_dim, device=device)
+        self.local = torch.arange(len(self.agents), device=device)[:, None]
         self.updates = 0
         self.noise_scale = 1.0  # multiplies the Gaussian exploration noise (genetic mode's pbt tunes it)
 
@@ -137,8 +137,7 @@ class Maddpg:
 
     def q_values(self, critic: StackedMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Every local learner's critic on the same joint input -> (len(agents), B)."""
-        x = self.critic_input(obs, act)
-        return critic(x.expand(len(self.agents), *x.shape)).squeeze(-1)
+        return critic.forward_shared(self.critic_input(obs, act)).squeeze(-1)
 
     def critic_losses(self, batch: Batch) -> torch.Tensor:
         """Every local learner's TD loss -> (len(agents),). Targets use the target actors of *all* agents."""
@@ -154,12 +153,14 @@ class Maddpg:
     def actor_losses(self, batch: Batch) -> torch.Tensor:
         """Every local learner's policy loss -> (len(agents),): critic i scores agent i's current-policy
         action together with the other agents' buffer actions (Lowe et al. 2017)."""
-        n = len(self.agents)
         policy = self.learner_actions(batch.obs).transpose(0, 1)  # (n, B, A)
-        joint = torch.where(self.own_slot, policy.unsqueeze(2), batch.act.unsqueeze(0))  # (n, B, N, A)
-        x_obs = batch.obs.flatten(1)[:, self.obs_cols]  # (B, D_obs)
-        x = torch.cat([x_obs.expand(n, *x_obs.shape), joint.flatten(2)], dim=2)
-        return -self.critic(x).squeeze(-1).mean(dim=1)
+        # Critic i's input is the buffer's joint input with agent i's action replaced by its policy's.
+        # Its first layer is linear, so that is the shared input's output plus (policy - buffer action)
+        # times the weight rows of agent i's action columns.
+        change = policy - batch.act[:, self.agents].transpose(0, 1)
+        own_rows = self.critic.layers[0].weight[self.local, self.own_cols]  # (n, A, H)
+        q = self.critic.forward_shared(self.critic_input(batch.obs, batch.act), torch.bmm(change, own_rows))
+        return -q.squeeze(-1).mean(dim=1)
 
     def update(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One MADDPG update of every local learning agent -> (critic_loss, actor_loss), each (len(agents),).

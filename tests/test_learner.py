@@ -4,8 +4,10 @@ import copy
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import random_batch, toy_learner
+from maddpg.bench import update_flops
 from maddpg.config import ExploreConfig
 from maddpg.learner import exploration_scale, explore
 
@@ -206,3 +208,14 @@ def test_the_batched_update_equals_a_per_agent_reference_update():
         for k in range(n):
             for p, r in zip(per_agent(getattr(learner, name), k), reference[k], strict=True):
                 torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+
+
+def test_the_analytic_flop_count_is_the_matmul_work_of_one_update():
+    """bench.update_flops, behind the GFLOP/s `make bench` reports, against the FLOPs PyTorch counts in
+    the matmuls of a real update (forward and backward): every agent learning, and a random prey."""
+    obs_dims = (16, 16, 16, 14)  # simple_tag's
+    for learner in (toy_learner(obs_dims=obs_dims), toy_learner(n_learners=3, obs_dims=obs_dims, prey="random")):
+        with FlopCounterMode(display=False) as counter:
+            learner.update(random_batch(32, obs_dims))
+        expected = update_flops(list(obs_dims), 5, learner.n_learners, learner.cfg.hidden, 32)
+        assert counter.get_total_flops() == expected
