@@ -1,6 +1,9 @@
-"""Benchmark (`make bench`): env transitions/s of both backends and end-to-end training steps/s, as JSON.
+"""Benchmark (`make bench`), as JSON: env transitions/s of both backends; end-to-end training steps/s
+and peak memory of the default and fast presets on both; the update's time, GFLOP/s against the
+dense-matmul peak and its top costs; and the distributed modes against single mode.
 
 python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
+                       [--no-genetic] [--compare OLD.json]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from maddpg.buffer import Batch
+from maddpg.buffer import Batch, ReplayBuffer
 from maddpg.config import Backend, EnvConfig, load_config
 from maddpg.envs import make_env
 from maddpg.learner import Maddpg
@@ -28,7 +31,12 @@ from maddpg.metrics import SYNCS_FILE, read_rows
 
 TWIN_SIZES = (1, 64, 1024, 8192)
 MPE2_SIZES = (1, 64)
-TRAIN_STEPS = 4000  # per end-to-end run; the first evaluation interval (buffer filling) is left out
+# End-to-end runs per preset: config overrides, then the run's length and evaluation interval. The
+# first two rows (the untrained policy, then the interval that fills the buffer) are left out.
+PRESETS = {
+    "default": ["train.total_steps=4000", "train.eval_every=1000"],
+    "fast": ["--config", "configs/fast.yaml", "train.total_steps=60000", "train.eval_every=15000"],
+}
 # Per mode run: 2000 steps evaluated every 500, the first 500 (buffer filling) left out; batch 240
 # rather than the study's 256, so that data mode splits it evenly over 2, 3, 4 and 5 ranks.
 SCHEDULE = ["train.total_steps=2000", "train.eval_every=500", "maddpg.learning_starts=240"]
@@ -78,9 +86,9 @@ def matmul_peak(threads: int, size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def update_speed(threads: int, updates: int = 300) -> dict:
-    """One default-config update (3 predators and a learning prey, batch 256): ms, GFLOP/s and the
-    share of the dense-matmul peak at the same thread count."""
+def default_update(threads: int) -> tuple[Maddpg, list[Batch]]:
+    """A default-config learner (3 predators and a learning prey, batch 256), warmed up, and the
+    random batches it cycles through."""
     torch.set_num_threads(threads)
     cfg = load_config()
     env = make_env(cfg.env)
@@ -94,11 +102,18 @@ def update_speed(threads: int, updates: int = 300) -> dict:
     ]  # fmt: skip
     for i in range(30):
         learner.update(batches[i % len(batches)])
+    return learner, batches
+
+
+def update_speed(threads: int, updates: int = 300) -> dict:
+    """One default update: ms, GFLOP/s and the share of the dense-matmul peak at the same thread count."""
+    learner, batches = default_update(threads)
     start = time.perf_counter()
     for i in range(updates):
         learner.update(batches[i % len(batches)])
     seconds = (time.perf_counter() - start) / updates
-    flops = update_flops(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg.hidden, b)
+    cfg, env = load_config(), make_env(EnvConfig())
+    flops = update_flops(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg.hidden, cfg.maddpg.batch_size)
     peak = matmul_peak(threads)
     return {"threads": threads, "ms": 1000 * seconds, "mflop": flops / 1e6, "gflop_per_s": flops / seconds / 1e9} | {
         "matmul_peak_gflop_per_s": peak,
@@ -251,10 +266,38 @@ def genetic(threads: int) -> dict:
     return result
 
 
-def train_steps_per_s(backend: Backend, threads: int) -> float:
-    """`python train.py` at the default config on `backend`: env steps/s once the buffer is warm."""
-    rows, _ = run_train([f"env.backend={backend}", f"train.total_steps={TRAIN_STEPS}", f"run.threads={threads}"])
-    return mean(rows[2:], "steps_per_s")  # rows 0 and 1: the untrained policy and buffer filling
+def train_speed(preset: str, backend: Backend, threads: int) -> dict:
+    """`python train.py` at a preset on `backend`: env steps/s once the buffer is warm, the share of
+    that time in updates, and the run's peak resident memory (the replay buffer is allocated whole
+    at the start)."""
+    rows, _ = run_train([*PRESETS[preset], f"env.backend={backend}", f"run.threads={threads}"])
+    warm = rows[2:]
+    return {"steps_per_s": mean(warm, "steps_per_s"), "update_time_share": mean(warm, "update_time_share")} | {
+        "peak_rss_mb": rows[-1]["peak_rss_mb"]
+    }
+
+
+def buffer_mb() -> float:
+    """MiB of the default config's replay buffer (every field, float32, preallocated)."""
+    cfg = load_config()
+    env = make_env(cfg.env)
+    buffer = ReplayBuffer(cfg.maddpg.buffer_size, env.n_agents, env.obs_dim, env.act_dim, seed=0)
+    return sum(t.numel() * t.element_size() for t in buffer.data.values()) / 2**20
+
+
+def update_profile(threads: int, updates: int = 200, top: int = 10) -> list[dict]:
+    """The default update's top operators by own CPU time (torch.profiler): ms per update and share."""
+    learner, batches = default_update(threads)
+    with torch.profiler.profile() as profiler:
+        for i in range(updates):
+            learner.update(batches[i % len(batches)])
+    ops = sorted(profiler.key_averages(), key=lambda op: op.self_cpu_time_total, reverse=True)
+    total = sum(op.self_cpu_time_total for op in ops)
+    return [
+        {"op": op.key, "calls_per_update": op.count / updates}
+        | {"ms_per_update": op.self_cpu_time_total / 1000 / updates, "share": op.self_cpu_time_total / total}
+        for op in ops[:top]
+    ]
 
 
 def numbers(tree: object, path: str = "") -> dict[str, float]:
@@ -306,8 +349,13 @@ def main() -> None:
             "n_envs_1": env["torch"]["1"] / env["mpe2"]["1"],
             "largest_twin_vs_best_mpe2": env["torch"][str(TWIN_SIZES[-1])] / best_mpe2,
         },
-        "train_steps_per_s": {b.value: train_steps_per_s(b, args.threads) for b in (Backend.torch, Backend.mpe2)},
+        "train": {
+            preset: {b.value: train_speed(preset, b, args.threads) for b in (Backend.torch, Backend.mpe2)}
+            for preset in PRESETS
+        },
+        "buffer_mb": buffer_mb(),
         "update": [update_speed(threads) for threads in (1, 2)],
+        "update_profile": update_profile(threads=1),
     }
     torch.set_num_threads(args.threads)
     if args.modes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,6 +82,11 @@ class MetricsLog:
         self.tensorboard.close()
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Tally:
     """What happened since the last metrics row: losses, finished episodes, time by stage and in collectives.
 
@@ -118,7 +124,8 @@ class Tally:
     def summary(self) -> dict[str, float]:
         """steps_per_s counts acting, env stepping, updates and syncs (not evaluation); update_time_share
         and comm_share are the parts of that time spent in updates and in collectives; update_ms
-        is the time of one update (this rank's part, collectives included).
+        is the time of one update (this rank's part, collectives included); peak_rss_mb is this
+        process's peak resident memory so far.
         Every rank calls it together (in model mode it gathers the losses)."""
         busy = sum(self.seconds.values())
         row = {}
@@ -134,7 +141,7 @@ class Tally:
                 row[f"critic_loss/{name}"], row[f"actor_loss/{name}"] = c, a
         if self.episodes:
             row["train_predator_return"] = self.episode_return / self.episodes
-        return row
+        return row | {"peak_rss_mb": peak_rss_mb()}
 
     def state_dict(self) -> dict:
         state = {k: getattr(self, k) for k in ("losses", "updates", "steps", "episodes", "episode_return", "seconds")}
