@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 ARGS   ?=
 
-.PHONY: install train test bench prey figures lint format clean
+.PHONY: install train test bench prey figures speed lint format clean
 
 install: $(STAMP)
 
@@ -40,6 +40,9 @@ prey: $(STAMP)  ## trains runs/prey_training, then ships maddpg/pretrained_prey/
 
 figures: $(STAMP)  ## the study's Figs. 3-6: 50k env steps per learner, 3 seeds, about an hour on 2 cores
 	$(PY) -m maddpg.experiments --out runs/figures $(ARGS)
+
+speed: $(STAMP)  ## configs/fast.yaml against the default schedule in wall-clock (README); about 2.5 hours on 2 cores
+	$(PY) -m maddpg.speedup --out runs/speed $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -48,25 +48,32 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> Path:
     """One seed of an arm, run to `steps` env steps per learner (or kept/resumed) -> its run directory."""
     population = args.learners if is_genetic(arm) else 1
     total = args.steps_per_learner * population
-    run_dir = args.out / f"{arm}_s{seed}"
+    overrides = [f"train.eval_every={args.eval_every * population}", f"train.seed={seed}", *args.set]
+    return run_or_keep(args.out / f"{arm}_s{seed}", EXPERIMENTS / f"{arm}.yaml", overrides, total, population)
+
+
+def run_or_keep(run_dir: Path, config: Path, overrides: list[str], total: int, population: int = 1) -> Path:
+    """`train.py --config config` with `overrides` to `total` env steps in run_dir: kept if it got
+    there, resumed from its latest checkpoint if it has one, else started afresh. `population` ranks
+    (torchrun, a thread each) when more than one. -> run_dir"""
     rows = read_rows(run_dir)
     if rows and rows[-1]["env_steps"] >= total:
         return run_dir
-    overrides = [f"train.total_steps={total}", f"train.eval_every={args.eval_every * population}", f"train.seed={seed}"]
-    overrides += [f"run.dir={args.out}", f"run.name={run_dir.name}", "run.progress=false", "run.gif=false", *args.set]
+    overrides = [f"train.total_steps={total}", *overrides]
+    overrides += [f"run.dir={run_dir.parent}", f"run.name={run_dir.name}", "run.progress=false", "run.gif=false"]
     if list_checkpoints(run_dir, population):
         command = ["train.py", "--resume", str(run_dir), *overrides]
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # started but never checkpointed: start again
-        command = ["train.py", "--config", str(EXPERIMENTS / f"{arm}.yaml"), *overrides]
+        command = ["train.py", "--config", str(config), *overrides]
     if population > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={population}"]
         command += ["run.threads=1"]
     else:
         launcher = [sys.executable]
-    print(f"{arm} seed {seed}: {args.steps_per_learner} env steps per learner", file=sys.stderr)
+    print(f"{run_dir}: training to {total} env steps", file=sys.stderr)
     if subprocess.run([*launcher, *command], cwd=ROOT).returncode:
-        sys.exit(f"{arm} seed {seed} failed (its error is above); rerun to resume it")
+        sys.exit(f"{run_dir} failed (its error is above); rerun to resume it")
     return run_dir
 
 

@@ -1,7 +1,15 @@
-"""Wall-clock speed-up to a reference's final quality: how much sooner other runs reach the return
-a reference run ends with.
+"""The fast preset against the default schedule, in wall-clock: how much sooner configs/fast.yaml
+reaches the return the default schedule ends with after 2M env steps against the weak prey.
 
-    python -m maddpg.speedup REFERENCE_RUN RUNS... [--window 5] [--metric predator_return] [--out S.json]
+    python -m maddpg.speedup [--out runs/speed] [--steps 2000000] [--seeds 0 1 2] [--window 5] [--set key=value ...]
+    python -m maddpg.speedup --report REFERENCE_RUN RUNS... [--window 5] [--out S.json]
+
+The first form runs (or keeps, or resumes) the reference, the default schedule from seed 0
+(configs/experiments/baseline_weak_prey.yaml, evaluated every 10k steps), and the fast preset
+against the same prey for each seed, both to --steps env steps and with one thread each: the reference
+on one core while the fast seeds take turns on the other, so that each run shares the machine
+alike. It then writes speedup.json and the curves against wall-clock and env steps in --out.
+`--set` adds overrides to every run (e.g. shorter runs). The second form only reports.
 
 The reference's quality is the mean of its last `--window` evaluations and its time the wall-clock
 of its last row. A run reaches that quality at the first evaluation where the mean of its last
@@ -16,10 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from maddpg import plot
 from maddpg.config import ConfigError, exit_on_error
+from maddpg.experiments import EXPERIMENTS, ROOT, run_or_keep
 from maddpg.metrics import read_rows
+
+REFERENCE = (EXPERIMENTS / "baseline_weak_prey.yaml", ["train.eval_every=10000", "train.seed=0", "run.threads=1"])
+FAST = (ROOT / "configs" / "fast.yaml", ["prey.mode=fixed", "prey.checkpoint=weak", "run.threads=1"])
 
 
 def reach_time(rows: list[dict], threshold: float, window: int, metric: str) -> float | None:
@@ -50,25 +64,50 @@ def speedup(reference: Path, runs: list[Path], window: int = 5, metric: str = "p
     }
 
 
+def run_all(out: Path, steps: int, seeds: list[int], overrides: list[str]) -> tuple[Path, list[Path]]:
+    """The reference on one core and the fast seeds one after another on the other -> their run dirs."""
+
+    def fast_seeds() -> list[Path]:
+        config, fixed = FAST
+        return [run_or_keep(out / f"fast_s{s}", config, [*fixed, f"train.seed={s}", *overrides], steps) for s in seeds]
+
+    config, fixed = REFERENCE
+    with ThreadPoolExecutor(2) as pool:
+        reference = pool.submit(run_or_keep, out / "default_s0", config, [*fixed, *overrides], steps)
+        fast = pool.submit(fast_seeds)
+        return reference.result(), fast.result()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("reference", type=Path)
-    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="RUN", help="REFERENCE_RUN RUNS...: report only")
+    parser.add_argument("--out", type=Path, help="runs' parent directory (default runs/speed); with --report, JSON")
+    parser.add_argument("--steps", type=int, default=2_000_000, help="env steps of every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the fast preset's seeds")
+    parser.add_argument("--set", nargs="+", default=[], metavar="key=value", help="overrides for every run")
     parser.add_argument("--window", type=int, default=5, help="evaluations averaged (default 5)")
     parser.add_argument("--metric", default="predator_return")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.report:
+        reference, runs, out_json = args.report[0], args.report[1:], args.out
+    else:
+        out = args.out or Path("runs/speed")
+        reference, runs = run_all(out, args.steps, args.seeds, args.set)
+        out_json = out / "speedup.json"
+        for x in ("wall_clock", "total_steps"):
+            paths = [str(reference), *map(str, runs)]
+            plot.main([*paths, "--x", x, "--label", "maddpg.updates_per_step", "--out", str(out / f"{x}.png")])
     try:
-        for run in [args.reference, *args.runs]:
+        for run in [reference, *runs]:
             if not read_rows(run):
                 raise ConfigError(f"{run} holds no metrics.jsonl rows: pass run directories written by train.py")
-        result = speedup(args.reference, args.runs, args.window, args.metric)
+        result = speedup(reference, runs, args.window, args.metric)
     except ConfigError as error:
         exit_on_error(error)
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    if out_json:
+        out_json.write_text(text + "\n")
 
 
 if __name__ == "__main__":

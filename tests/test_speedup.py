@@ -5,6 +5,8 @@ import json
 import pytest
 
 from maddpg import speedup
+from maddpg.config import load_config
+from maddpg.metrics import read_rows
 
 
 def write_run(path, returns, seconds_per_row):
@@ -32,6 +34,26 @@ def test_runs_reach_the_reference_quality_by_a_trailing_mean(tmp_path):
 def test_a_directory_without_rows_is_one_line_and_exit_2(tmp_path, capsys):
     ref = write_run(tmp_path / "ref", [0, 1, 2, 3, 4], 1.0)
     with pytest.raises(SystemExit) as exit_info:
-        speedup.main([str(ref), str(tmp_path / "missing")])
+        speedup.main(["--report", str(ref), str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_driver_runs_the_reference_and_the_fast_seeds_then_keeps_them(tmp_path):
+    toy = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "env.max_cycles=20",
+           "maddpg.learning_starts=64", "train.eval_every=160", "train.eval_episodes=2",
+           "train.checkpoint_every=160"]  # fmt: skip
+    argv = ["--out", str(tmp_path), "--steps", "320", "--seeds", "0", "1", "--window", "1", "--set", *toy]
+    speedup.main(argv)
+    for name in ("default_s0", "fast_s0", "fast_s1"):
+        rows = read_rows(tmp_path / name)
+        assert [row["env_steps"] for row in rows] == [0, 160, 320]
+    assert load_config(str(tmp_path / "fast_s1" / "config.yaml")).env.n_envs == 16  # the fast preset's
+    assert load_config(str(tmp_path / "default_s0" / "config.yaml")).env.n_envs == 1
+    result = json.loads((tmp_path / "speedup.json").read_text())
+    assert result["threshold"] == read_rows(tmp_path / "default_s0")[-1]["predator_return"]
+    assert len(result["seconds_to_threshold"]) == 2
+    assert (tmp_path / "wall_clock.png").is_file() and (tmp_path / "total_steps.png").is_file()
+    finished = {name: (tmp_path / name / "metrics.jsonl").stat().st_mtime_ns for name in ("default_s0", "fast_s0")}
+    speedup.main(argv)
+    assert finished == {name: (tmp_path / name / "metrics.jsonl").stat().st_mtime_ns for name in finished}
