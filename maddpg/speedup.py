@@ -1,12 +1,14 @@
 """The fast preset against the default schedule, in wall-clock: how much sooner configs/fast.yaml
 reaches the return the default schedule ends with after 2M env steps against the weak prey.
 
-    python -m maddpg.speedup [--out runs/speed] [--steps 2000000] [--seeds 0 1 2] [--window 5] [--set key=value ...]
+    python -m maddpg.speedup [--out runs/speed] [--seeds 0 1 2] [--steps 2000000] [--fast-steps N]
+                             [--window 5] [--set key=value ...]
     python -m maddpg.speedup --report REFERENCE_RUN RUNS... [--window 5] [--out S.json]
 
 The first form runs (or keeps, or resumes) the reference, the default schedule from seed 0
-(configs/experiments/baseline_weak_prey.yaml, evaluated every 10k steps), and the fast preset
-against the same prey for each seed, both to --steps env steps and with one thread each: the reference
+(configs/experiments/baseline_weak_prey.yaml, evaluated every 10k steps) to --steps env steps, and
+the fast preset against the same prey for each seed, to its own train.total_steps or --fast-steps,
+each with one thread: the reference
 on one core while the fast seeds take turns on the other, so that each run shares the machine
 alike. It then writes speedup.json and the curves against wall-clock and env steps in --out.
 `--set` adds overrides to every run (e.g. shorter runs). The second form only reports.
@@ -28,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from maddpg import plot
-from maddpg.config import ConfigError, exit_on_error
+from maddpg.config import ConfigError, exit_on_error, load_config
 from maddpg.experiments import EXPERIMENTS, ROOT, run_or_keep
 from maddpg.metrics import read_rows
 
@@ -64,12 +66,14 @@ def speedup(reference: Path, runs: list[Path], window: int = 5, metric: str = "p
     }
 
 
-def run_all(out: Path, steps: int, seeds: list[int], overrides: list[str]) -> tuple[Path, list[Path]]:
+def run_all(out: Path, steps: int, fast_steps: int, seeds: list[int], overrides: list[str]) -> tuple[Path, list[Path]]:
     """The reference on one core and the fast seeds one after another on the other -> their run dirs."""
 
     def fast_seeds() -> list[Path]:
         config, fixed = FAST
-        return [run_or_keep(out / f"fast_s{s}", config, [*fixed, f"train.seed={s}", *overrides], steps) for s in seeds]
+        return [
+            run_or_keep(out / f"fast_s{s}", config, [*fixed, f"train.seed={s}", *overrides], fast_steps) for s in seeds
+        ]
 
     config, fixed = REFERENCE
     with ThreadPoolExecutor(2) as pool:
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", type=Path, nargs="+", metavar="RUN", help="REFERENCE_RUN RUNS...: report only")
     parser.add_argument("--out", type=Path, help="runs' parent directory (default runs/speed); with --report, JSON")
-    parser.add_argument("--steps", type=int, default=2_000_000, help="env steps of every run")
+    parser.add_argument("--steps", type=int, default=2_000_000, help="the reference's env steps")
+    parser.add_argument("--fast-steps", type=int, help="the fast runs' env steps (default: configs/fast.yaml's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="the fast preset's seeds")
     parser.add_argument("--set", nargs="+", default=[], metavar="key=value", help="overrides for every run")
     parser.add_argument("--window", type=int, default=5, help="evaluations averaged (default 5)")
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         reference, runs, out_json = args.report[0], args.report[1:], args.out
     else:
         out = args.out or Path("runs/speed")
-        reference, runs = run_all(out, args.steps, args.seeds, args.set)
+        fast_steps = args.fast_steps or load_config(str(FAST[0])).train.total_steps
+        reference, runs = run_all(out, args.steps, fast_steps, args.seeds, args.set)
         out_json = out / "speedup.json"
         for x in ("wall_clock", "total_steps"):
             paths = [str(reference), *map(str, runs)]

@@ -43,12 +43,13 @@ def test_the_driver_runs_the_reference_and_the_fast_seeds_then_keeps_them(tmp_pa
     toy = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "env.max_cycles=20",
            "maddpg.learning_starts=64", "train.eval_every=160", "train.eval_episodes=2",
            "train.checkpoint_every=160"]  # fmt: skip
-    argv = ["--out", str(tmp_path), "--steps", "320", "--seeds", "0", "1", "--window", "1", "--set", *toy]
+    argv = ["--out", str(tmp_path), "--steps", "320", "--fast-steps", "640", "--seeds", "0", "1", "--window", "1"]
+    argv += ["--set", *toy]
     speedup.main(argv)
-    for name in ("default_s0", "fast_s0", "fast_s1"):
-        rows = read_rows(tmp_path / name)
-        assert [row["env_steps"] for row in rows] == [0, 160, 320]
-    assert load_config(str(tmp_path / "fast_s1" / "config.yaml")).env.n_envs == 16  # the fast preset's
+    assert [row["env_steps"] for row in read_rows(tmp_path / "default_s0")] == [0, 160, 320]
+    for name in ("fast_s0", "fast_s1"):
+        assert [row["env_steps"] for row in read_rows(tmp_path / name)] == [0, 192, 320, 512, 640]
+    assert load_config(str(tmp_path / "fast_s1" / "config.yaml")).env.n_envs == 64  # the fast preset's
     assert load_config(str(tmp_path / "default_s0" / "config.yaml")).env.n_envs == 1
     result = json.loads((tmp_path / "speedup.json").read_text())
     assert result["threshold"] == read_rows(tmp_path / "default_s0")[-1]["predator_return"]

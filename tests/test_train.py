@@ -101,14 +101,14 @@ def test_existing_run_directory_is_not_overwritten(run_args):
 
 
 def test_the_fast_preset_loads_and_runs(tmp_path):
-    """configs/fast.yaml at its own schedule, shortened: 16 copies per step, one update of every
-    learning agent per 10 transitions once the buffer holds a batch, a target update after each."""
-    train.main(["--config", str(ROOT / "configs/fast.yaml"), "train.total_steps=640", "train.eval_every=320",
+    """configs/fast.yaml at its own schedule, shortened: 64 copies per step, one update of every
+    learning agent per 40 transitions once the buffer holds a batch, a target update after each."""
+    train.main(["--config", str(ROOT / "configs/fast.yaml"), "train.total_steps=1280", "train.eval_every=640",
                 "train.eval_episodes=2", f"run.dir={tmp_path}", "run.name=fast", "run.progress=false",
                 "run.gif=false"])  # fmt: skip
     run = tmp_path / "fast"
-    assert [r["env_steps"] for r in read_rows(run)] == [0, 320, 640]
+    assert [r["env_steps"] for r in read_rows(run)] == [0, 640, 1280]
     state = load_checkpoint(list_checkpoints(run, 1)[-1], 0)
-    # Updates start at the step that brings the buffer to 256 transitions: 25 steps of 16 copies.
-    assert state["learner"]["updates"] == 40
-    assert state["config"]["maddpg"]["critic_lr"] == 1e-3
+    # Updates start at the step that brings the buffer to 256 transitions: 17 steps of 64 copies, 1.6 each.
+    assert state["learner"]["updates"] == 27
+    assert state["config"]["maddpg"]["critic_lr"] == 1e-3 and state["config"]["maddpg"]["tau"] == 0.04
