@@ -56,3 +56,13 @@ def test_select_copies_the_chosen_agents():
     with torch.no_grad():
         sub.layers[0].weight.zero_()
     assert torch.count_nonzero(net.layers[0].weight) > 0  # a copy, not a view
+
+
+def test_a_shared_input_gives_what_each_network_gives_on_it():
+    net = StackedMLP(3, 7, [8, 6], 2)
+    x = torch.randn(5, 7)
+    torch.testing.assert_close(net.forward_shared(x), net(x.expand(3, 5, 7)))
+    # An offset of the first layer's output is a change of input through the first layer's weights.
+    change = torch.randn(3, 5, 7)
+    offset = torch.bmm(change, net.layers[0].weight)
+    torch.testing.assert_close(net.forward_shared(x, offset), net(x + change))
