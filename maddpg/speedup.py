@@ -38,11 +38,11 @@ REFERENCE = (EXPERIMENTS / "baseline_weak_prey.yaml", ["train.eval_every=10000",
 FAST = (ROOT / "configs" / "fast.yaml", ["prey.mode=fixed", "prey.checkpoint=weak", "run.threads=1"])
 
 
-def reach_time(rows: list[dict], threshold: float, window: int, metric: str) -> float | None:
-    """Wall-clock of the first row whose trailing `window`-evaluation mean of `metric` is >= threshold."""
+def reach(rows: list[dict], threshold: float, window: int, metric: str) -> dict | None:
+    """The first row whose trailing `window`-evaluation mean of `metric` is >= threshold (None: never)."""
     for end in range(window, len(rows) + 1):
         if sum(r[metric] for r in rows[end - window : end]) / window >= threshold:
-            return rows[end - 1]["wall_clock"]
+            return rows[end - 1]
     return None
 
 
@@ -52,7 +52,8 @@ def speedup(reference: Path, runs: list[Path], window: int = 5, metric: str = "p
         raise ConfigError(f"{reference} has {len(ref_rows)} evaluations, fewer than --window {window}")
     threshold = sum(r[metric] for r in ref_rows[-window:]) / window
     ref_time = ref_rows[-1]["wall_clock"]
-    times = {str(run): reach_time(read_rows(run), threshold, window, metric) for run in runs}
+    reached = {str(run): reach(read_rows(run), threshold, window, metric) for run in runs}
+    times = {run: None if row is None else row["wall_clock"] for run, row in reached.items()}
     median = statistics.median(t if t is not None else float("inf") for t in times.values())
     return {
         "reference": str(reference),
@@ -61,6 +62,7 @@ def speedup(reference: Path, runs: list[Path], window: int = 5, metric: str = "p
         "threshold": threshold,
         "window": window,
         "seconds_to_threshold": times,
+        "env_steps_to_threshold": {run: None if row is None else row["env_steps"] for run, row in reached.items()},
         "median_seconds": median if median != float("inf") else None,
         "speedup": ref_time / median if median != float("inf") else 0.0,
     }

@@ -26,6 +26,7 @@ def test_runs_reach_the_reference_quality_by_a_trailing_mean(tmp_path):
     result = speedup.speedup(ref, [fast, slow, never], window=3)
     assert result["threshold"] == 50 and result["reference_wall_clock"] == 600
     assert list(result["seconds_to_threshold"].values()) == [60.0, 90.0, None]
+    assert list(result["env_steps_to_threshold"].values()) == [6000, 3000, None]
     assert result["median_seconds"] == 90 and result["speedup"] == pytest.approx(600 / 90)
     two_never = speedup.speedup(ref, [fast, never, never], window=3)
     assert two_never["median_seconds"] is None and two_never["speedup"] == 0.0
