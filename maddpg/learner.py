@@ -69,6 +69,9 @@ class Maddpg:
         self.cfg, self.prey, self.generator, self.device = cfg, prey, generator, torch.device(device)
         self.gather, self.reduce_grads = gather, reduce_grads
         self.agents = list(range(n_learners) if agents is None else agents)
+        if self.agents != list(range(self.agents[0], self.agents[-1] + 1)):
+            raise ValueError(f"a process holds consecutive learning agents, not {self.agents}")
+        self.span = slice(self.agents[0], self.agents[-1] + 1)  # a view, where a list would copy
         self.n_agents, self.n_learners, self.act_dim = len(obs_dims), n_learners, act_dim
         self.obs_dim = max(obs_dims)
         # Columns of the flattened padded observations (N * O) that hold real values.
@@ -102,7 +105,7 @@ class Maddpg:
 
     def learner_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (B, N, O) -> the local learners' deterministic actions (B, len(agents), A)."""
-        return self.actor(obs[:, self.agents].transpose(0, 1)).transpose(0, 1)
+        return self.actor(obs[:, self.span].transpose(0, 1)).transpose(0, 1)
 
     def joint_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
         """obs (B, N, O) -> every agent's action (B, N, A): learners' (target) actors, then the prey."""
@@ -146,7 +149,7 @@ class Maddpg:
             q_next = self.q_values(self.target_critic, batch.next_obs, next_act)  # (n, B)
             # Episodes end by time-limit truncation, which is not terminal: `terminal` is 0 there and
             # the target bootstraps from the true final observation stored as next_obs.
-            target = batch.rew[:, self.agents].T + self.cfg.gamma * (1.0 - batch.terminal) * q_next
+            target = batch.rew[:, self.span].T + self.cfg.gamma * (1.0 - batch.terminal) * q_next
         q = self.q_values(self.critic, batch.obs, batch.act)
         return (q - target).pow(2).mean(dim=1)
 
@@ -157,7 +160,7 @@ class Maddpg:
         # Critic i's input is the buffer's joint input with agent i's action replaced by its policy's.
         # Its first layer is linear, so that is the shared input's output plus (policy - buffer action)
         # times the weight rows of agent i's action columns.
-        change = policy - batch.act[:, self.agents].transpose(0, 1)
+        change = policy - batch.act[:, self.span].transpose(0, 1)
         own_rows = self.critic.layers[0].weight[self.local, self.own_cols]  # (n, A, H)
         q = self.critic.forward_shared(self.critic_input(batch.obs, batch.act), torch.bmm(change, own_rows))
         return -q.squeeze(-1).mean(dim=1)

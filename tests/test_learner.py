@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import random_batch, toy_learner
 from maddpg.bench import update_flops
 from maddpg.config import ExploreConfig
-from maddpg.learner import exploration_scale, explore
+from maddpg.learner import Maddpg, exploration_scale, explore
 
 OBS_DIMS = (6, 6, 6, 5)
 
@@ -219,3 +219,10 @@ def test_the_analytic_flop_count_is_the_matmul_work_of_one_update():
             learner.update(random_batch(32, obs_dims))
         expected = update_flops(list(obs_dims), 5, learner.n_learners, learner.cfg.hidden, 32)
         assert counter.get_total_flops() == expected
+
+
+def test_a_process_holds_consecutive_learning_agents():
+    """The learner indexes its agents with a slice (a view); every mode places consecutive agents."""
+    toy_learner()  # all four
+    with pytest.raises(ValueError, match="consecutive"):
+        Maddpg([6, 6, 6, 5], 5, 4, toy_learner().cfg, None, torch.Generator(), agents=[0, 2])
