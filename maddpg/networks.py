@@ -31,14 +31,6 @@ class StackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
 
-    def shared(self, x: torch.Tensor) -> torch.Tensor:
-        """The same input for every layer, x (B, in) -> (n, B, out), as one (B, in) x (in, n * out)
-        matmul: one wide product runs faster than n narrow ones, and so does its weight gradient."""
-        n, d_in, d_out = self.weight.shape
-        weight = self.weight.transpose(0, 1).reshape(d_in, n * d_out)
-        out = torch.addmm(self.bias.transpose(0, 1).reshape(1, n * d_out), x, weight)
-        return out.view(len(x), n, d_out).transpose(0, 1)
-
 
 class StackedMLP(nn.Module):
     """`n` MLPs with ReLU hidden layers: x (n, B, in) -> (n, B, out), optional sigmoid output."""
@@ -66,8 +58,10 @@ class StackedMLP(nn.Module):
     def forward_shared(self, x: torch.Tensor, first_offset: torch.Tensor | None = None) -> torch.Tensor:
         """Every network on the same input x (B, in) -> (n, B, out). `first_offset` (n, B, width of the
         first layer), if given, is added to the first layer's output: a per-network change of input
-        that is linear in the first layer costs only its own columns (see `Maddpg.actor_losses`)."""
-        first = self.layers[0].shared(x)
+        that is linear in the first layer costs only its own columns (see `Maddpg.actor_losses`).
+        The input is broadcast, not copied; one wide (B, in) x (in, n * out) matmul was tried instead
+        and was slower, its output's layout costing more than the wider product saved."""
+        first = self.layers[0](x.expand(len(self.layers[0].weight), *x.shape))
         return self.after_first(first if first_offset is None else first + first_offset)
 
     def after_first(self, x: torch.Tensor) -> torch.Tensor:
