@@ -59,12 +59,13 @@ DEFAULT_SYNC_EVERY = 5000
 
 
 def update_flops(obs_dims: list[int], act_dim: int, learners: int, hidden: list[int], batch: int) -> int:
-    """Floating-point operations of one MADDPG update as learner.py computes it, counting matmuls only
-    (2 per multiply-add). Per learner and transition: target actor and target critic forward; critic
-    forward and backward (weight gradients, and input gradients past the first layer, whose input
-    needs none); actor forward, the critic forward on the policy's action (the shared input's first
-    layer plus the own action's columns) and its input gradients (past the first layer, then through
-    the own action's columns), and the actor backward (weight gradients, input gradients past layer 1)."""
+    """Floating-point operations of one MADDPG update as learner.py computes it, counting the layers'
+    products only (2 per multiply-add; the critics' one-column output layers run as dot products).
+    Per learner and transition: target actor and target critic forward; critic forward and backward
+    (weight gradients, and input gradients past the first layer, whose input needs none); actor
+    forward, the critic forward on the policy's action (the shared input's first layer plus the own
+    action's columns) and its input gradients (past the first layer, then through the own action's
+    columns), and the actor backward (weight gradients, input gradients past layer 1)."""
     actor = [max(obs_dims), *hidden, act_dim]  # observations zero-padded to the widest
     critic = [sum(obs_dims) + len(obs_dims) * act_dim, *hidden, 1]  # real observation columns, all actions
     macs = [sum(a * b for a, b in itertools.pairwise(widths)) for widths in (actor, critic)]

@@ -29,6 +29,8 @@ class StackedLinear(nn.Module):
                 self.bias[k].uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.shape[2] == 1:  # a critic's output: a dot product per row runs faster than a matrix-vector bmm
+            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias
         return torch.baddbmm(self.bias, x, self.weight)
 
 
