@@ -41,7 +41,7 @@ prey: $(STAMP)  ## trains runs/prey_training, then ships maddpg/pretrained_prey/
 figures: $(STAMP)  ## the study's Figs. 3-6: 50k env steps per learner, 3 seeds, about an hour on 2 cores
 	$(PY) -m maddpg.experiments --out runs/figures $(ARGS)
 
-speed: $(STAMP)  ## configs/fast.yaml against the default schedule in wall-clock (README); about 2.5 hours on 2 cores
+speed: $(STAMP)  ## configs/fast.yaml against the default schedule in wall-clock (README); about 2 hours on 2 cores
 	$(PY) -m maddpg.speedup --out runs/speed $(ARGS)
 
 lint: $(STAMP)
