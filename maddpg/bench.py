@@ -87,9 +87,9 @@ def matmul_peak(threads: int, size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def default_update(threads: int) -> tuple[Maddpg, list[Batch]]:
-    """A default-config learner (3 predators and a learning prey, batch 256), warmed up, and the
-    random batches it cycles through."""
+def default_update(threads: int) -> tuple[Maddpg, list[Batch], int]:
+    """A default-config learner (3 predators and a learning prey, batch 256), warmed up, the random
+    batches it cycles through, and the FLOPs of one of its updates."""
     torch.set_num_threads(threads)
     cfg = load_config()
     env = make_env(cfg.env)
@@ -103,18 +103,16 @@ def default_update(threads: int) -> tuple[Maddpg, list[Batch]]:
     ]  # fmt: skip
     for i in range(30):
         learner.update(batches[i % len(batches)])
-    return learner, batches
+    return learner, batches, update_flops(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg.hidden, b)
 
 
 def update_speed(threads: int, updates: int = 300) -> dict:
     """One default update: ms, GFLOP/s and the share of the dense-matmul peak at the same thread count."""
-    learner, batches = default_update(threads)
+    learner, batches, flops = default_update(threads)
     start = time.perf_counter()
     for i in range(updates):
         learner.update(batches[i % len(batches)])
     seconds = (time.perf_counter() - start) / updates
-    cfg, env = load_config(), make_env(EnvConfig())
-    flops = update_flops(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg.hidden, cfg.maddpg.batch_size)
     peak = matmul_peak(threads)
     return {"threads": threads, "ms": 1000 * seconds, "mflop": flops / 1e6, "gflop_per_s": flops / seconds / 1e9} | {
         "matmul_peak_gflop_per_s": peak,
@@ -288,7 +286,7 @@ def buffer_mb() -> float:
 
 def update_profile(threads: int, updates: int = 200, top: int = 10) -> list[dict]:
     """The default update's top operators by own CPU time (torch.profiler): ms per update and share."""
-    learner, batches = default_update(threads)
+    learner, batches, _ = default_update(threads)
     with torch.profiler.profile() as profiler:
         for i in range(updates):
             learner.update(batches[i % len(batches)])

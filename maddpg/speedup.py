@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         fast_steps = args.fast_steps or load_config(str(FAST[0])).train.total_steps
         reference, runs = run_all(out, args.steps, fast_steps, args.seeds, args.set)
         out_json = out / "speedup.json"
+        paths = [str(reference), *map(str, runs)]
         for x in ("wall_clock", "total_steps"):
-            paths = [str(reference), *map(str, runs)]
             plot.main([*paths, "--x", x, "--label", "maddpg.updates_per_step", "--out", str(out / f"{x}.png")])
     try:
         for run in [reference, *runs]:
