@@ -18,13 +18,16 @@ per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usabl
 prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync). Only rank 0 writes,
 except each rank's own checkpoint file. Under --max-restarts a restarted job continues its run
 directory from the latest checkpoint that matches its sha256s (maddpg/elastic.py). Bad input stops
-every rank with one line and exit code 2; a NaN or Inf loss or parameter with exit code 3.
+every rank with one line and exit code 2; a NaN or Inf loss or parameter with exit code 3. Ctrl-C
+(SIGINT) or SIGTERM stops every rank at the end of the episode under way, with a checkpoint, one
+line saying how to resume, and exit code 130 or 143 (maddpg/stop.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +41,15 @@ from tqdm import tqdm
 
 from maddpg import elastic, seeding
 from maddpg.buffer import Batch, ReplayBuffer
-from maddpg.checkpoint import CHECKPOINT_VERSION, latest_good_checkpoint, load_checkpoint, save_atomic, save_checkpoint
+from maddpg.checkpoint import (
+    CHECKPOINT_VERSION,
+    latest_good_checkpoint,
+    load_checkpoint,
+    rank_checkpoints,
+    require_one_directory,
+    save_atomic,
+    save_checkpoint,
+)
 from maddpg.config import (
     Config,
     ConfigError,
@@ -62,8 +73,9 @@ from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
 from maddpg.pipeline import DONE, SAVE, RolloutLink, serve_updates
 from maddpg.plot import plot_learning_curve
-from maddpg.prey import RandomPrey, load_prey, prey_payload
+from maddpg.prey import RandomPrey, load_prey, prey_actor, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
+from maddpg.stop import StopRequest
 
 T = TypeVar("T")
 
@@ -114,31 +126,45 @@ class Start:
     continued: bool = False  # the directory holds earlier rows: --resume, or an elastic restart of this job
 
 
-def resolve_start(cfg: Config, args: argparse.Namespace, comm: Comm) -> Start:
-    """Decided on rank 0 and broadcast: every rank resumes from the same checkpoint."""
+def on_main(comm: Comm, decide: Callable[[], T]) -> T:
+    """`decide()` run on rank 0 and broadcast to every rank; its ConfigError is raised on every rank."""
+    outcome = None
     if comm.is_main:
         try:
-            decision = (_start(cfg, args, comm.world_size), None)
+            outcome = (decide(), None)
         except ConfigError as error:
-            decision = (None, str(error))
-    else:
-        decision = None
-    start, error = comm.broadcast_object(decision)
+            outcome = (None, str(error))
+    value, error = comm.broadcast_object(outcome)
     if error is not None:
         raise ConfigError(error)
-    return start
+    return value
 
 
-def _start(cfg: Config, args: argparse.Namespace, world_size: int) -> Start:
+def resolve_start(cfg: Config, args: argparse.Namespace, comm: Comm) -> Start:
+    """Decided on rank 0 and broadcast: every rank resumes from the same checkpoint. Every rank first
+    reports the checkpoint files of its own that it sees, so that ranks on nodes with run directories
+    of their own stop rather than start again (see checkpoint.require_one_directory)."""
+    run_dir = on_main(comm, lambda: run_directory(cfg, args))
+    views = comm.all_gather_object((socket.gethostname(), rank_checkpoints(run_dir, comm.rank)))
+    return on_main(comm, lambda: _start(args, run_dir, views))
+
+
+def run_directory(cfg: Config, args: argparse.Namespace) -> Path:
+    if args.resume is not None:
+        return Path(args.resume)
+    elastic.require_name(cfg.run.name)
+    return Path(cfg.run.dir) / (cfg.run.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def _start(args: argparse.Namespace, run_dir: Path, views: list[tuple[str, list[str]]]) -> Start:
+    require_one_directory(run_dir, views)
+    world_size = len(views)
     if args.resume is None:
-        elastic.require_name(cfg.run.name)
-        run_dir = Path(cfg.run.dir) / (cfg.run.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
         if not run_dir.exists():
             return Start(run_dir)
         if elastic.continues(run_dir):  # None: the failed attempt wrote no checkpoint, start again
             return Start(run_dir, latest_good_checkpoint(run_dir, world_size), continued=True)
         raise ConfigError(f"run directory {run_dir} exists: pass --resume {run_dir} or set run.name=NEW_NAME")
-    run_dir = Path(args.resume)
     checkpoint = latest_good_checkpoint(run_dir, world_size)
     if checkpoint is None:
         raise ConfigError(
@@ -153,7 +179,8 @@ def stop_together(comm: Comm, error: ConfigError | NonFiniteError | None) -> Non
     non-finite value), rank 0 printing its one line. Every rank must call it."""
     error = comm.first(error)
     if error is not None:
-        exit_on_error(error, speak=comm.is_main)
+        # Rank 0 speaks before any rank leaves: torchrun stops every worker once one has exited.
+        exit_on_error(error, speak=comm.is_main, before_exit=comm.barrier)
 
 
 def together(comm: Comm, action: Callable[[], T]) -> T:
@@ -166,96 +193,116 @@ def together(comm: Comm, action: Callable[[], T]) -> T:
     return result
 
 
-def restore(checkpoint: Path, rank: int, device: torch.device, parts: dict[str, object]) -> dict:
-    """Load this rank's file of `checkpoint` into `parts` ({state key: object with load_state_dict}) -> the state."""
-    state = load_checkpoint(checkpoint, rank, device)
+def restore(cfg: Config, checkpoint: Path, comm: Comm, parts: dict[str, object]) -> dict:
+    """Load this rank's file of `checkpoint` into `parts` ({state key: object with load_state_dict}) -> the state.
+    The checkpoint must have been written by a job of this mode and world size."""
+    state = load_checkpoint(checkpoint, comm.rank, comm.device)
+    written = (state["mode"], state["world_size"])
+    if written != (cfg.mode.value, comm.world_size):
+        mode, ranks = written
+        launch = "python train.py" if ranks == 1 else f"torchrun --nproc_per_node={ranks} train.py (on one node)"
+        raise ConfigError(
+            f"{checkpoint} was written by {ranks} rank(s) in mode {mode}, this job is {comm.world_size} in mode "
+            f"{cfg.mode.value}: resume it with {launch} --mode {mode}"
+        )
     try:
         for key, part in parts.items():
             part.load_state_dict(state[key])
     except (KeyError, TypeError, RuntimeError) as error:  # missing entries, or tensors of other shapes
         raise ConfigError(
-            f"{checkpoint} (rank {rank}) does not fit this run ({error!r:.200}): resume with the config that wrote it"
+            f"{checkpoint} (rank {comm.rank}) does not fit this run ({error!r:.200}): "
+            "resume with the config that wrote it"
         ) from None
     return state
 
 
 def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer | None]:
-    """Envs, learner and buffer. Initial weights come from `train.seed` (identical on every rank),
-    except in genetic mode with genetic.diverse_init, where each learner starts from seed + rank."""
-    seed = cfg.train.seed + place.replica
+    """Envs, learner and buffer. Random streams come from (train.seed, place.replica) through
+    seeding.Streams. Initial weights are identical on every rank (rank 0's INIT stream), except in
+    genetic mode with genetic.diverse_init, where each learner starts from its own."""
+    streams = seeding.Streams(cfg.train.seed, place.replica)
     env = make_env(cfg.env, device)
     eval_env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes), device)
-    generator = seeding.generator(seed, seeding.EXPLORE, device=device)
     if cfg.prey.mode == PreyMode.fixed:
         prey = load_prey(cfg.prey.checkpoint, cfg.env, env.obs_dim, env.act_dim, device)
     elif cfg.prey.mode == PreyMode.random:
-        prey = RandomPrey(env.act_dim, generator)
+        acting, targets = (streams.generator(purpose, device) for purpose in (seeding.PREY, seeding.PREY_TARGET))
+        prey = RandomPrey(env.act_dim, acting, targets)
     else:
         prey = None
-    torch.manual_seed(seed if cfg.mode == Mode.genetic and cfg.genetic.diverse_init else cfg.train.seed)
+    diverse = cfg.mode == Mode.genetic and cfg.genetic.diverse_init
+    torch.manual_seed(seeding.Streams(cfg.train.seed, place.replica if diverse else 0).seed_of(seeding.INIT))
     learner = Maddpg(
-        env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, generator, device,
-        agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads,
+        env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, streams.generator(seeding.EXPLORE, device),
+        device, agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads,
     )  # fmt: skip
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
     buffer = ReplayBuffer(
         cfg.maddpg.buffer_size * place.population // place.replicas, env.n_agents, env.obs_dim, env.act_dim,
-        seed=seeding.derive_seeds(seed, seeding.SAMPLE)[0], device=device,
+        seed=streams.seed_of(seeding.SAMPLE), device=device,
     )  # fmt: skip
     return env, eval_env, learner, buffer
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse, set up the job, run; exits with 2 (bad input), 3 (a non-finite value) or 130/143 (stopped
+    by SIGINT/SIGTERM, see maddpg/stop.py)."""
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     world_size = world_size_from_env()
     try:
         cfg = resolve_config(args, overrides, world_size)
     except ConfigError as error:
         exit_on_error(error, speak=int(os.environ.get("RANK", "0")) == 0)
-    device = torch.device(cfg.run.device)
-    comm = setup(device)
-    if device.type == "cuda" and comm.world_size > 1:
-        device = torch.device("cuda", comm.local_rank)
-    try:
-        run(cfg, args, device, comm)
-    except BaseException:
-        teardown(wait_for_peers=False)  # peers may be inside a collective: leave, and torchrun stops them
-        raise
-    teardown()
-
-
-def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm) -> None:
-    """Build (or restore) everything on this rank, train, and write the run's outputs."""
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
+    device = torch.device(cfg.run.device)
+    comm = setup(device)
+    clean = False
+    try:
+        code = run(cfg, args, comm)
+        clean = True  # every rank got here: the run ended, or stopped together
+    except KeyboardInterrupt:  # Ctrl-C before training began or after its checkpoint: nothing to save
+        code = 130
+    except SystemExit as stopped:  # an error on some rank, every rank leaving together (see stop_together)
+        code = stopped.code
+    finally:
+        teardown(wait_for_peers=clean)  # otherwise peers may be inside a collective: leave, torchrun stops them
+    if comm.world_size > 1:
+        exit_process(code)
+    if code:
+        raise SystemExit(code)
+
+
+def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
+    """Build (or restore) everything on this rank, train, and write the run's outputs -> the exit code."""
     place = placement(cfg, comm)
     start = together(comm, lambda: resolve_start(cfg, args, comm))
     run_dir, resume_from = start.run_dir, start.checkpoint
-    env, eval_env, learner, buffer = together(comm, lambda: build(cfg, device, place))
+    env, eval_env, learner, buffer = together(comm, lambda: build(cfg, comm.device, place))
+    parts = {"learner": learner} | ({"prey": learner.prey} if isinstance(learner.prey, RandomPrey) else {})
 
     if place.serves_updates:
         if resume_from is not None:
-            together(comm, lambda: restore(resume_from, comm.rank, device, {"learner": learner}))
+            together(comm, lambda: restore(cfg, resume_from, comm, parts))
         comm.barrier()  # rank 0 creates the run directory
 
         def save(env_steps: int) -> None:
             problem = nonfinite_parameter(learner, env.agent_names[: cfg.n_learners])  # never checkpoint a NaN
             stop_together(comm, nonfinite_error(problem, env_steps, comm))
-            state = {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "learner": learner.state_dict()}
+            state = checkpoint_state(cfg, comm, {key: part.state_dict() for key, part in parts.items()})
             save_checkpoint(state, run_dir, env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
 
-        serve_updates(learner, env.n_agents, env.obs_dim, env.act_dim, place.batch_size, save)
-        return
+        with StopRequest() as stop:  # rank 0 decides when to stop, and says so
+            serve_updates(learner, env.n_agents, env.obs_dim, env.act_dim, place.batch_size, save)
+        return stop.exit_code if stop.requested else 0
 
     progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
     tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
     population = Population(cfg.genetic, comm, learner, cfg.train.seed) if cfg.mode == Mode.genetic else None
+    parts |= {"buffer": buffer, "tally": tally} | ({} if population is None else {"population": population})
     if resume_from is not None:
-        parts = {"learner": learner, "buffer": buffer, "tally": tally}
-        if population is not None:
-            parts["population"] = population
-        state = together(comm, lambda: restore(resume_from, comm.rank, device, parts))
+        state = together(comm, lambda: restore(cfg, resume_from, comm, parts))
         progress = Progress(**state["progress"])
     metrics = None
     if comm.is_main:
@@ -271,12 +318,67 @@ def run(cfg: Config, args: argparse.Namespace, device: torch.device, comm: Comm)
         metrics = MetricsLog(run_dir, resume_step=resume_step)
     comm.barrier()  # the run directory exists before any rank writes into it
     try:
-        train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics, population)
+        with StopRequest() as stop:
+            train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics, population, stop)
     finally:
         if metrics is not None:
             metrics.close()
+    if stop.requested:
+        if comm.is_main:
+            print(stopped_line(stop, progress.env_steps, run_dir, comm.world_size), file=sys.stderr)
+        return stop.exit_code
+    finish(cfg, run_dir, env, learner, comm)
+    return 0
+
+
+def checkpoint_state(cfg: Config, comm: Comm, parts: dict) -> dict:
+    """A rank's checkpoint: its parts' states, and what wrote them (a resume must match it)."""
+    return {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "mode": cfg.mode.value,
+            "world_size": comm.world_size} | parts  # fmt: skip
+
+
+def stopped_line(stop: StopRequest, env_steps: int, run_dir: Path, world_size: int) -> str:
+    """The one line a stopped run prints: where it stopped and the command that continues it."""
+    nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+    if world_size == 1:
+        command = f"python train.py --resume {run_dir}"
+    elif nodes == 1:
+        command = f"torchrun --standalone --nproc_per_node={world_size} train.py --resume {run_dir}"
+    else:
+        command = f"the same torchrun launch on every node, with train.py --resume {run_dir}"
+    return f"stopped by {stop.name} at env step {env_steps}, checkpoint written: resume with {command}"
+
+
+def summary_line(row: dict, cfg: Config) -> str:
+    """The final evaluation in one line."""
+    prey = {PreyMode.learn: "its own learned prey", PreyMode.random: "a random prey"}.get(
+        cfg.prey.mode, f"the {cfg.prey.checkpoint} prey"
+    )
+    return (
+        f"final evaluation at {row['env_steps']:,} env steps ({cfg.train.eval_episodes} noise-free episodes "
+        f"against {prey}): predator_return {row['predator_return']:.1f}, capture_rate {row['capture_rate']:.3f}, "
+        f"prey_return {row['prey_return']:.1f}"
+    )
+
+
+def finish(cfg: Config, run_dir: Path, env: VecEnv, learner: Maddpg, comm: Comm) -> None:
+    """A finished run's outputs: prey.pt (when the prey learned), episode.gif, the learning curve and a
+    summary line. Every rank takes part; rank 0 writes."""
+    k = cfg.env.num_adversaries
+    if cfg.prey.mode == PreyMode.learn:
+        actors = learner.gather(learner.actor.rows()[None])[0]  # (n_learners, P): model mode's ranks hold one each
+        if comm.is_main:
+            prey = prey_actor(actors[k:], env.obs_dim, cfg.maddpg.hidden, env.act_dim)
+            payload = prey_payload(prey, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden)
+            save_atomic(payload, run_dir / "prey.pt")
+    if cfg.run.gif:
+        states = record_episode(learner, cfg.env, cfg.train.seed)  # every rank acts; rank 0 draws
+        if comm.is_main:
+            write_gif(render_states(states, cfg.env), run_dir / "episode.gif")
     if comm.is_main:
-        plot_learning_curve(read_rows(run_dir), run_dir / "learning_curve.png")
+        rows = read_rows(run_dir)
+        plot_learning_curve(rows, run_dir / "learning_curve.png")
+        print(summary_line(rows[-1], cfg))
 
 
 def train(
@@ -292,16 +394,24 @@ def train(
     tally: Tally,
     metrics: MetricsLog | None,
     population: Population | None,
+    stop: StopRequest,
 ) -> None:
-    seed = cfg.train.seed + place.replica
+    """The training loop, from `p` to train.total_steps or to the end of the episode in which a stop
+    was requested, ending with a checkpoint."""
+    streams = seeding.Streams(cfg.train.seed, place.replica)
     n_envs, k = env.n_envs, cfg.env.num_adversaries
     steps_per_iteration = n_envs * place.replicas  # transitions collected by all ranks together
-    # The update schedule counts each learner's transitions: W data replicas share one learner's
-    # work (each takes every update on its micro-batch); genetic learners each have their own.
+    # Per-learner clocks: W data replicas share one learner's work (each takes every update on its
+    # micro-batch); genetic learners each have their own, and each explores like a single run.
     learner_steps_per_iteration = steps_per_iteration // place.population
     bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not (cfg.run.progress and comm.is_main))
     start = time.perf_counter() - p.wall_clock
     link = RolloutLink(learner, comm, cfg.dist.staleness, cfg.dist.round_updates) if cfg.mode == Mode.pipeline else None
+
+    def exploration() -> tuple[float, float]:
+        """(epsilon, noise std) at this learner's own transitions."""
+        steps, explore = p.env_steps // place.population, cfg.explore
+        return exploration_scale(explore.epsilon, explore, steps), exploration_scale(explore.noise_std, explore, steps)
 
     def learn(updates: int) -> None:
         batches = [buffer.sample(place.batch_size) for _ in range(updates)]
@@ -319,6 +429,8 @@ def train(
         row["env_steps_per_rank"] = p.env_steps // place.replicas
         row["env_steps_per_learner"] = p.env_steps // place.population
         row["wall_clock"] = time.perf_counter() - start
+        epsilon, noise_std = exploration()
+        row["epsilon"], row["noise_std"] = epsilon, noise_std * learner.noise_scale  # in effect now
         row |= tally.summary()
         tally.reset()
         if population is not None:
@@ -330,43 +442,46 @@ def train(
         bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
 
     last_save = time.monotonic()
+    saved_at = p.env_steps if p.env_steps else None  # a resumed run starts from this step's checkpoint
 
-    def minutes_due() -> bool:
-        """train.checkpoint_minutes since the last checkpoint, by rank 0's clock, broadcast so that every
-        rank saves the same step (pipeline: rank 0 alone decides, and tells its learners)."""
-        if not cfg.train.checkpoint_minutes:
-            return False
-        late = time.monotonic() - last_save >= 60 * cfg.train.checkpoint_minutes
-        return late if link is not None else comm.broadcast_object(late)
+    def episode_end() -> list[bool]:
+        """[stop, checkpoint by the clock]: a stop requested on any rank, train.checkpoint_minutes passed
+        by any rank's clock; one all-reduce, so every rank agrees (pipeline: rank 0 alone decides, and
+        tells its learners)."""
+        minutes = cfg.train.checkpoint_minutes
+        flags = [stop.requested, bool(minutes) and time.monotonic() - last_save >= 60 * minutes]
+        return flags if link is not None else comm.any(flags)
 
     def save() -> None:
-        nonlocal last_save
+        nonlocal last_save, saved_at
         if link is not None:
             link.drain(p.env_steps)
             link.send([], p.env_steps, flags=SAVE)  # the learner ranks save their part
         stop_together(comm, nonfinite_error(nonfinite_parameter(learner, tally.agent_names), p.env_steps, comm))
         p.wall_clock = time.perf_counter() - start
-        state = {
-            "version": CHECKPOINT_VERSION,
-            "config": to_dict(cfg),
+        parts = {
             "learner": learner.state_dict(),
             "buffer": buffer.state_dict(include_data=cfg.train.checkpoint_buffer),
             "progress": asdict(p),
             "tally": tally.state_dict(),
         } | ({} if population is None else {"population": population.state_dict()})
+        if isinstance(learner.prey, RandomPrey):
+            parts["prey"] = learner.prey.state_dict()
+        state = checkpoint_state(cfg, comm, parts)
         save_checkpoint(state, run_dir, p.env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
-        last_save = time.monotonic()
+        last_save, saved_at = time.monotonic(), p.env_steps
 
     if p.env_steps == 0:
         log_row()  # the untrained policy, as the curve's first point
         p.next_eval = cfg.train.eval_every
     terminal = torch.zeros(n_envs, device=env.device)  # simple_tag episodes only end by truncation
     episode_return = torch.zeros(n_envs, device=env.device)  # predators' sum, per env copy
-    obs = env.reset((seed, seeding.ENV_TRAIN, p.episode))
+    obs = None  # None: the next step starts a new episode
     while p.env_steps < cfg.train.total_steps:
         with tally.timer("env"):
-            epsilon = exploration_scale(cfg.explore.epsilon, cfg.explore, p.env_steps)
-            noise_std = exploration_scale(cfg.explore.noise_std, cfg.explore, p.env_steps)
+            if obs is None:
+                obs = env.reset(streams.key(seeding.ENV_TRAIN, p.episode))
+            epsilon, noise_std = exploration()
             action = learner.act(obs, epsilon, noise_std)  # (E, N, A)
             next_obs, reward, truncated = env.step(action)
             buffer.add(Batch(obs, action, reward, next_obs, terminal))
@@ -397,28 +512,23 @@ def train(
             tally.add_episodes(episode_return)
             episode_return.zero_()
             p.episode += 1
+            obs = None
+            stopping, late = episode_end()
             if p.env_steps >= p.next_checkpoint:  # every train.checkpoint_every env steps, at an episode end
                 p.next_checkpoint += cfg.train.checkpoint_every  # before saving: a resume must not save here again
                 save()
-            elif minutes_due():
+            elif late:
                 save()
-            obs = env.reset((seed, seeding.ENV_TRAIN, p.episode))
+            if stopping:
+                break
     bar.close()
 
-    p.episode += env.t > 0  # a resume starts a fresh episode, abandoning an unfinished one
-    save()
+    p.episode += obs is not None  # a resume starts a fresh episode, abandoning an unfinished one
+    if saved_at != p.env_steps:
+        save()
     if link is not None:
         link.send([], p.env_steps, flags=DONE)
-    if cfg.prey.mode == PreyMode.learn and place.writes_prey:
-        prey_actor = learner.actor.select([place.agents.index(i) for i in range(k, env.n_agents)])
-        save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), run_dir / "prey.pt")
-    if cfg.run.gif:
-        states = record_episode(learner, cfg.env, cfg.train.seed)  # every rank acts; rank 0 draws
-        if comm.is_main:
-            write_gif(render_states(states, cfg.env), run_dir / "episode.gif")
 
 
 if __name__ == "__main__":
     main()
-    if world_size_from_env() > 1:
-        exit_process()

@@ -1,6 +1,7 @@
 """Benchmark (`make bench`), as JSON: env transitions/s of both backends; end-to-end training steps/s
-and peak memory of the default and fast presets on both; the update's time, GFLOP/s against the
-dense-matmul peak and its top costs; and the distributed modes against single mode.
+and peak memory of the default and fast presets on both; the default thread policy idle and beside a
+busy process, against PyTorch's own; the update's time, GFLOP/s against the dense-matmul peak and its top costs; and the
+distributed modes against single mode.
 
 python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
                        [--no-genetic] [--compare OLD.json]
@@ -24,11 +25,12 @@ import torch
 import torch.distributed as dist
 
 from maddpg.buffer import Batch, ReplayBuffer
-from maddpg.config import Backend, EnvConfig, load_config
+from maddpg.config import Backend, Config, EnvConfig, load_config
 from maddpg.envs import make_env
 from maddpg.learner import Maddpg
 from maddpg.metrics import SYNCS_FILE, read_rows
 
+ROOT = Path(__file__).resolve().parent.parent  # where train.py is
 TWIN_SIZES = (1, 64, 1024, 8192)
 MPE2_SIZES = (1, 64)
 # End-to-end runs per preset: config overrides, then the run's length and evaluation interval. The
@@ -139,13 +141,12 @@ def env_steps_per_s(backend: Backend, n_envs: int, seconds: float) -> float:
 def run_train(overrides: list[str], ranks: int = 1) -> tuple[list[dict], list[dict]]:
     """Metrics rows and sync rows (genetic mode; none elsewhere) of a `train.py` run with `ranks`
     processes (torchrun when more than one)."""
-    root = Path(__file__).parent.parent
     launcher = [sys.executable]
     if ranks > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     with tempfile.TemporaryDirectory() as tmp:
         run = [*overrides, f"run.dir={tmp}", "run.name=bench", "run.progress=false", "run.gif=false"]
-        subprocess.run([*launcher, "train.py", *run], check=True, cwd=root, capture_output=True)
+        subprocess.run([*launcher, "train.py", *run], check=True, cwd=ROOT, capture_output=True)
         return read_rows(Path(tmp) / "bench"), read_rows(Path(tmp) / "bench", SYNCS_FILE)
 
 
@@ -189,7 +190,7 @@ def collective_latency(ranks: int = 2) -> dict:
     """`collective_latency_worker` on `ranks` processes of this machine."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     command += ["-m", "maddpg.bench", "--latency-worker"]
-    result = subprocess.run(command, check=True, cwd=Path(__file__).parent.parent, capture_output=True, text=True)
+    result = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
     return {"ranks": ranks} | json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -276,6 +277,48 @@ def train_speed(preset: str, backend: Backend, threads: int) -> dict:
     }
 
 
+def preset_config(preset: str) -> Config:
+    """The config a preset's `train.py` run gets (its --config file, then its overrides)."""
+    args = list(PRESETS[preset])
+    config_file = None
+    if "--config" in args:
+        at = args.index("--config")
+        config_file = str(ROOT / args[at + 1])
+        del args[at : at + 2]
+    return load_config(config_file, args)
+
+
+def default_threads() -> int:
+    """torch's intra-op threads in a fresh interpreter: what run.threads=0 leaves a run."""
+    command = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]
+    return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def thread_policy(preset: str = "default") -> dict:
+    """The config's thread policy (run.threads) against PyTorch's own (run.threads=0: a thread per
+    core), at a preset with its config's backend: steps/s of both on an idle machine, then of the
+    config's policy beside one busy process (a Python spin loop started here, stopped by its PID).
+    PyTorch's policy is not run beside the busy process: it slows to a few steps/s there (README)."""
+    cfg = preset_config(preset)
+    backend, threads = cfg.env.backend, cfg.run.threads
+    idle = train_speed(preset, backend, threads)
+    per_core = train_speed(preset, backend, 0)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = train_speed(preset, backend, threads)
+    finally:
+        spinner.kill()  # signals spinner.pid only
+        spinner.wait()
+    return {"preset": preset, "mode": cfg.mode.value, "backend": backend.value, "run_threads": threads} | {
+        "torch_threads": threads or default_threads(),  # run.threads=0 keeps torch's default
+        "idle": idle,
+        "busy": busy,
+        "busy_over_idle": busy["steps_per_s"] / idle["steps_per_s"],
+        "torch_default": {"torch_threads": default_threads(), "idle": per_core},
+        "idle_over_torch_default_idle": idle["steps_per_s"] / per_core["steps_per_s"],
+    }
+
+
 def buffer_mb() -> float:
     """MiB of the default config's replay buffer (every field, float32, preallocated)."""
     cfg = load_config()
@@ -352,6 +395,7 @@ def main() -> None:
             preset: {b.value: train_speed(preset, b, args.threads) for b in (Backend.torch, Backend.mpe2)}
             for preset in PRESETS
         },
+        "thread_policy": thread_policy(),
         "buffer_mb": buffer_mb(),
         "update": [update_speed(threads) for threads in (1, 2)],
         "update_profile": update_profile(threads=1),

@@ -15,7 +15,7 @@ import torch
 
 from maddpg.errors import ConfigError
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: records the mode and world size that wrote it
 
 
 def checkpoint_dir(run_dir: Path, env_steps: int) -> Path:
@@ -64,6 +64,28 @@ def list_checkpoints(run_dir: Path, world_size: int) -> list[Path]:
     """Complete checkpoints of a run (a file from every rank), oldest first (names sort by step)."""
     candidates = sorted((run_dir / "checkpoints").glob("ckpt_*"))
     return [c for c in candidates if all(rank_file(c, r).is_file() for r in range(world_size))]
+
+
+def rank_checkpoints(run_dir: Path, rank: int) -> list[str]:
+    """The names of the checkpoints of `run_dir` that hold `rank`'s file, as this process sees them."""
+    return sorted(c.parent.name for c in (run_dir / "checkpoints").glob(f"ckpt_*/{rank_file(Path(), rank).name}"))
+
+
+def require_one_directory(run_dir: Path, views: list[tuple[str, list[str]]]) -> None:
+    """Every rank must see the run directory rank 0 sees. `views[r]` is rank r's host and the checkpoints
+    holding its own file as it sees them; where rank 0 sees others, the nodes keep directories of their
+    own, and a restart would lose rows or start again: a ConfigError that names the fix."""
+    host0 = views[0][0]
+    for rank, (host, own) in enumerate(views):
+        seen = rank_checkpoints(run_dir, rank)
+        if own != seen:
+            latest = {"as rank 0 sees them": seen, f"as rank {rank} sees them": own}
+            listed = "; ".join(f"{where}: {names[-1] if names else 'none'}" for where, names in latest.items())
+            raise ConfigError(
+                f"rank {rank} on {host} and rank 0 on {host0} see different checkpoints of {run_dir} (latest of "
+                f"rank {rank}'s files {listed}): the nodes do not share the run directory; put run.dir on a "
+                "file system every node mounts, or copy every node's checkpoints to every node (launch/README.md)"
+            )
 
 
 def corrupted_ranks(checkpoint: Path, world_size: int) -> list[int]:

@@ -129,7 +129,10 @@ class RunConfig:
     name: str | None = None  # run directory name; default: a timestamp
     dir: str = "runs"  # parent of run directories
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads; 0 keeps PyTorch's default
+    # torch intra-op threads per process. One: these networks are small, and a second thread gained
+    # ~15% on an idle 2-core machine but lost 4-100x as soon as another process shared the cores
+    # (README, "Threads"). 0 keeps PyTorch's default, a thread per core.
+    threads: int = 1
     progress: bool = True  # tqdm progress bar
     gif: bool = True  # at the end, write episode.gif: one noise-free evaluation episode, drawn by mpe2
 
@@ -350,9 +353,12 @@ def to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
 
 
-def exit_on_error(error: ConfigError | NonFiniteError, speak: bool = True) -> None:
+def exit_on_error(
+    error: ConfigError | NonFiniteError, speak: bool = True, before_exit: Callable[[], None] = lambda: None
+) -> None:
     """Exit with the error's code (2 for bad input, 3 for a non-finite value); under torchrun every rank
-    exits, and only rank 0 (`speak`) prints."""
+    exits, and only rank 0 (`speak`) prints, then calls `before_exit`."""
     if speak:
         print(f"error: {error}", file=sys.stderr)
+    before_exit()
     raise SystemExit(error.exit_code)

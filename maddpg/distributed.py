@@ -23,6 +23,7 @@ class Comm:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where collectives' tensors live
     seconds: float = field(default=0.0, repr=False)
     group: dist.ProcessGroup | None = field(default=None, repr=False)  # None: every rank of the job
 
@@ -58,7 +59,7 @@ class Comm:
         group = dist.new_group(ranks)
         if self.rank not in ranks:
             return None
-        return Comm(ranks.index(self.rank), len(ranks), self.local_rank, group=group)
+        return Comm(ranks.index(self.rank), len(ranks), self.local_rank, self.device, group=group)
 
     def broadcast_object(self, obj: object, src: int = 0) -> object:
         if self.world_size == 1:
@@ -70,11 +71,25 @@ class Comm:
     def first(self, value: object | None) -> object | None:
         """The lowest rank's value that is not None, on every rank (None if all are None): how ranks
         agree to stop together on an error that only some of them met. Every rank must call it."""
+        return next((v for v in self.all_gather_object(value) if v is not None), None)
+
+    def any(self, flags: list[bool]) -> list[bool]:
+        """Each flag OR-ed over the ranks, in one small all-reduce. Every rank must call it."""
         if self.world_size == 1:
-            return value
+            return flags
+        start = time.perf_counter()
+        votes = torch.tensor(flags, dtype=torch.int32, device=self.device)
+        dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=self.group)
+        self.seconds += time.perf_counter() - start
+        return [bool(v) for v in votes.tolist()]
+
+    def all_gather_object(self, obj: object) -> list[object]:
+        """Every rank's `obj`, in rank order, on every rank. Every rank must call it."""
+        if self.world_size == 1:
+            return [obj]
         values = [None] * self.world_size
-        dist.all_gather_object(values, value, group=self.group)
-        return next((v for v in values if v is not None), None)
+        dist.all_gather_object(values, obj, group=self.group)
+        return values
 
     def barrier(self) -> None:
         if self.world_size > 1:
@@ -90,12 +105,13 @@ def setup(device: torch.device) -> Comm:
     """Join the job torchrun started (gloo on CPU, NCCL on CUDA); a plain `python` run is rank 0 of 1."""
     world_size = world_size_from_env()
     if world_size == 1:
-        return Comm()
+        return Comm(device=device)
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
-        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Comm(rank=dist.get_rank(), world_size=world_size, local_rank=local_rank)
+    return Comm(rank=dist.get_rank(), world_size=world_size, local_rank=local_rank, device=device)
 
 
 def exit_process(code: int = 0) -> None:

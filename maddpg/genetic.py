@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from maddpg import seeding
 from maddpg.config import GeneticConfig, Schedule, Strategy
 from maddpg.distributed import Comm
 from maddpg.learner import Maddpg
@@ -111,7 +112,7 @@ class Population:
             row["winner"] = best_rank(fitness)
             row["bytes_sent"] = self._broadcast_critic(row["winner"])
         else:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.round)
+            generator = seeding.generator(self.seed, seeding.PBT, self.round)  # the same plan on every rank
             plan = pbt_plan(fitness, self.cfg.quantile, generator)
             factors = torch.tensor(self.cfg.perturb, dtype=torch.float64)
             for rank, source in plan.items():

@@ -90,10 +90,16 @@ class Maddpg:
         # message per update, only a gather of the online actors at each soft update.
         self.target_actor = copy.deepcopy(actor).to(device).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        # Parameter lists, built once: nn.Module.parameters() walks the module tree on every call.
+        # The Parameters themselves never change after this (load_state_dict copies in place), as
+        # the optimizers below also assume.
+        self.actor_params, self.critic_params = list(self.actor.parameters()), list(self.critic.parameters())
+        self.target_actor_params = list(self.target_actor.parameters())
+        self.target_critic_params = list(self.target_critic.parameters())
         # Adam is elementwise, so one optimizer over the stack equals one optimizer per agent (tested).
         # The fused kernel took 10-15% off a default-size update on this CPU against foreach.
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
+        self.actor_opt = torch.optim.Adam(self.actor_params, lr=cfg.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic_params, lr=cfg.critic_lr, fused=True)
         # Critic input columns of each local learner's own action: (n, A), with `local` (n, 1) to index the stack.
         first_action_col = len(self.obs_cols) + act_dim * torch.tensor(self.agents, device=device)
         self.own_cols = first_action_col[:, None] + torch.arange(act_dim, device=device)
@@ -136,7 +142,8 @@ class Maddpg:
 
     def critic_input(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """obs (B, N, O), act (B, N, A) -> (B, D): real observation columns, then all actions."""
-        return torch.cat([obs.flatten(1)[:, self.obs_cols], act.flatten(1)], dim=1)
+        # index_select, not `[:, self.obs_cols]`: the same copy without advanced indexing's setup (~30 us).
+        return torch.cat([obs.flatten(1).index_select(1, self.obs_cols), act.flatten(1)], dim=1)
 
     def q_values(self, critic: StackedMLP, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Every local learner's critic on the same joint input -> (len(agents), B)."""
@@ -173,16 +180,17 @@ class Maddpg:
         critic_loss = self.critic_losses(batch)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.sum().backward()
-        self.reduce_grads([p.grad for p in self.critic.parameters()])
+        self.reduce_grads([p.grad for p in self.critic_params])
         self.critic_opt.step()
 
-        self.critic.requires_grad_(False)  # the actor loss trains the actors only
         actor_loss = self.actor_losses(batch)
         self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.sum().backward()
-        self.reduce_grads([p.grad for p in self.actor.parameters()])
+        # The actor loss trains the actors only: `inputs` leaves the critic's weight gradients
+        # uncomputed and its .grad untouched, with no requires_grad state to switch off and back on
+        # (as fast as switching it on the cached parameters, measured; no module walk either way).
+        actor_loss.sum().backward(inputs=self.actor_params)
+        self.reduce_grads([p.grad for p in self.actor_params])
         self.actor_opt.step()
-        self.critic.requires_grad_(True)
 
         self.updates += 1
         if self.updates % self.cfg.target_update_every == 0:
@@ -193,10 +201,9 @@ class Maddpg:
     def soft_update(self) -> None:
         """target <- tau * online + (1 - tau) * target, for the local critics and every learner's actor."""
         tau = self.cfg.tau
-        torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), tau)
+        torch._foreach_lerp_(self.target_critic_params, self.critic_params, tau)
         online_actors = self.gather(self.actor.rows()[None])[0]  # (n_learners, P): one message
-        target_actors = list(self.target_actor.parameters())
-        torch._foreach_lerp_(target_actors, self.target_actor.row_views(online_actors), tau)
+        torch._foreach_lerp_(self.target_actor_params, self.target_actor.row_views(online_actors), tau)
 
     # -- state -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import TextIO
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from maddpg.checkpoint import write_atomic
 from maddpg.distributed import Comm
 from maddpg.errors import ConfigError
 
@@ -37,11 +38,16 @@ def read_rows(run_dir: Path, name: str = METRICS_FILE) -> list[dict]:
 
 
 def open_rows(run_dir: Path, name: str, resume_step: int | None) -> TextIO:
-    """A rows file opened for appending; on resume, without the rows logged after `resume_step`."""
+    """A rows file opened for appending; on resume, without the rows logged after `resume_step`. The
+    file is rewritten only when it holds such rows, and then whole into a new file renamed over it,
+    so a crash mid-rewrite loses nothing."""
+    path = run_dir / name
     if resume_step is not None:
-        kept = [row for row in read_rows(run_dir, name) if row["env_steps"] <= resume_step]
-        (run_dir / name).write_text("".join(json.dumps(row) + "\n" for row in kept))
-    return (run_dir / name).open("a")
+        rows = read_rows(run_dir, name)
+        kept = [row for row in rows if row["env_steps"] <= resume_step]
+        if len(kept) < len(rows) or (path.is_file() and not path.read_text().endswith("\n")):  # a row cut short
+            write_atomic(path, lambda tmp: tmp.write_text("".join(json.dumps(row) + "\n" for row in kept)))
+    return path.open("a")
 
 
 class MetricsLog:

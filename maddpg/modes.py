@@ -15,13 +15,12 @@ from maddpg.learner import identity, no_reduce
 @dataclass
 class Placement:
     agents: list[int]  # the learning agents whose networks this rank holds
-    replica: int  # offsets this rank's env, exploration and sampling seeds: its own streams, or shared ones
+    replica: int  # this rank's random streams (seeding.Streams): a replica's own, or rank 0's shared by all
     replicas: int  # ranks collecting different transitions: each loop iteration adds n_envs * replicas
     population: int  # independent learners in the job; replicas / population ranks share each learner's work
     batch_size: int  # transitions this rank samples per update
     gather: Callable[[torch.Tensor], torch.Tensor]  # local learners' actions -> every learner's
     reduce_grads: Callable[[list[torch.Tensor]], None]
-    writes_prey: bool  # this rank exports prey.pt when the prey learned: it holds the prey, and no lower rank does
     serves_updates: bool = False  # a pipeline learner: it trains on batches rank 0 sends, and never acts
 
 
@@ -34,16 +33,14 @@ def placement(cfg: Config, comm: Comm) -> Placement:
     learners, batch, world = list(range(cfg.n_learners)), cfg.maddpg.batch_size, comm.world_size
     if cfg.mode == Mode.data:
         micro = batch // world if cfg.dist.data_batch == DataBatch.split else batch
-        return Placement(learners, comm.rank, world, 1, micro, identity, comm.all_reduce_mean_, comm.is_main)
+        return Placement(learners, comm.rank, world, 1, micro, identity, comm.all_reduce_mean_)
     if cfg.mode == Mode.model:
-        # With one prey, its rank exports it; several prey sit on several ranks and are not exported.
-        owns_prey = cfg.env.num_good == 1 and comm.rank == cfg.env.num_adversaries
-        return Placement([comm.rank], 0, 1, 1, batch, comm.all_gather_agents, no_reduce, owns_prey)
+        return Placement([comm.rank], 0, 1, 1, batch, comm.all_gather_agents, no_reduce)
     if cfg.mode == Mode.pipeline:
         learner_ranks = comm.subgroup(list(range(1, world)))
         if learner_ranks is None:  # rank 0 acts with a copy of every actor and ships batches
-            return Placement(learners, 0, 1, 1, batch, identity, no_reduce, True)
-        return Placement([comm.rank - 1], 0, 1, 1, batch, learner_ranks.all_gather_agents, no_reduce, False, True)
+            return Placement(learners, 0, 1, 1, batch, identity, no_reduce)
+        return Placement([comm.rank - 1], 0, 1, 1, batch, learner_ranks.all_gather_agents, no_reduce, True)
     if cfg.mode == Mode.genetic:
-        return Placement(learners, comm.rank, world, world, batch, identity, no_reduce, comm.is_main)
-    return Placement(learners, 0, 1, 1, batch, identity, no_reduce, True)
+        return Placement(learners, comm.rank, world, world, batch, identity, no_reduce)
+    return Placement(learners, 0, 1, 1, batch, identity, no_reduce)

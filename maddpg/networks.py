@@ -68,7 +68,7 @@ class StackedMLP(nn.Module):
 
     def after_first(self, x: torch.Tensor) -> torch.Tensor:
         """The rest of the MLP, from the first layer's output (before its activation)."""
-        for layer in self.layers[1:]:
+        for layer in itertools.islice(self.layers, 1, None):  # slicing a ModuleList builds a new one
             x = layer(torch.relu(x))
         return torch.sigmoid(x) if self.sigmoid_output else x
 

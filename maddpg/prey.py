@@ -35,17 +35,30 @@ class FrozenPrey(nn.Module):
 
 
 class RandomPrey:
-    """Uniform random actions in [0, 1]^A, drawn from the learner's exploration generator."""
+    """Uniform random actions in [0, 1]^A. Acting and the critics' targets draw from two streams of
+    their own, so the joint actions never depend on how many updates ran between env steps (pipeline
+    mode's rank 0 acts while its learner ranks compute targets) and exploration draws stay apart."""
 
-    def __init__(self, act_dim: int, generator: torch.Generator):
+    def __init__(self, act_dim: int, generator: torch.Generator, target_generator: torch.Generator | None = None):
         self.act_dim, self.generator = act_dim, generator
+        self.target_generator = generator if target_generator is None else target_generator
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (B, n_prey, O) -> actions (B, n_prey, A)."""
-        shape = (*obs.shape[:2], self.act_dim)
-        return torch.rand(shape, generator=self.generator, device=obs.device)
+        return self._draw(obs, self.generator)
 
-    target_act = act
+    def target_act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._draw(obs, self.target_generator)
+
+    def _draw(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.rand((*obs.shape[:2], self.act_dim), generator=generator, device=obs.device)
+
+    def state_dict(self) -> dict:
+        return {"act": self.generator.get_state(), "target": self.target_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["act"])
+        self.target_generator.set_state(state["target"])
 
 
 def prey_payload(actor: StackedMLP, env: EnvConfig, obs_dim: int, act_dim: int, hidden: list[int]) -> dict:
@@ -60,6 +73,14 @@ def prey_payload(actor: StackedMLP, env: EnvConfig, obs_dim: int, act_dim: int, 
         "hidden": list(hidden),
         "actor": {k: v.detach().cpu().clone() for k, v in actor.state_dict().items()},
     }
+
+
+def prey_actor(rows: torch.Tensor, obs_dim: int, hidden: list[int], act_dim: int) -> StackedMLP:
+    """The prey actors from their parameter rows (n_prey, P), laid out as StackedMLP.rows lays them."""
+    actor = StackedMLP(len(rows), obs_dim, hidden, act_dim, sigmoid_output=True).to(rows.device)
+    with torch.no_grad():
+        torch._foreach_copy_(list(actor.parameters()), actor.row_views(rows))
+    return actor
 
 
 def load_prey(path: str, env: EnvConfig, obs_dim: int, act_dim: int, device: torch.device | str) -> FrozenPrey:

@@ -5,18 +5,51 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+import train
 from maddpg.buffer import Batch
+from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.config import Config, load_config
 from maddpg.learner import Maddpg
+from maddpg.metrics import read_rows
 from maddpg.prey import RandomPrey
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
+
+
+# What depends on the machine and the moment, not on the seed.
+MEASURED_FIELDS = {"wall_clock", "steps_per_s", "update_time_share", "comm_share", "update_ms", "peak_rss_mb"}
+
+
+def learner_state(run_dir, rank=0, world_size=1):
+    return load_checkpoint(list_checkpoints(run_dir, world_size)[-1], rank)["learner"]
+
+
+def assert_same_weights(a, b):
+    for net in ("actor", "critic", "target_actor", "target_critic"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs"
+
+
+def unmeasured(rows):
+    return [{k: v for k, v in row.items() if k not in MEASURED_FIELDS} for row in rows]
+
+
+def fails(args, capsys, code=2) -> str:
+    """train.main(args) stops with exit code `code` and one line on stderr (no traceback): that line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        train.main(args)
+    assert info.value.code == code
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: "), err
+    return err
 
 
 def toy_config(*overrides: str) -> Config:
@@ -48,11 +81,29 @@ def random_batch(size: int, obs_dims, act_dim: int = 5, seed: int = 1) -> Batch:
     )
 
 
-def torchrun(nproc: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`torchrun --standalone` on this machine, from the project root, with tests/ and train.py importable."""
+def torchrun_command(nproc: int, *args: str) -> dict:
+    """`torchrun --standalone` on this machine, from the project root, with tests/ and train.py importable,
+    as keyword arguments of subprocess.run or Popen."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    return {"args": command, "cwd": ROOT, "env": env, "text": True}
+
+
+def torchrun(nproc: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(**torchrun_command(nproc, *args), capture_output=True, timeout=timeout)
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (torchrun's workers), from /proc: no procps needed."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait_for_rows(job: subprocess.Popen, run_dir: Path, rows: int, timeout: float = 60) -> None:
+    """Wait until `job` has logged `rows` metrics rows in `run_dir`: training is under way."""
+    deadline = time.monotonic() + timeout
+    while len(read_rows(run_dir)) < rows:
+        assert time.monotonic() < deadline and job.poll() is None, "the job did not start training"
+        time.sleep(0.1)
 
 
 def train_args(tmp_path, name: str, *overrides: str) -> list[str]:

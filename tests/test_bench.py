@@ -1,6 +1,11 @@
-"""The benchmark's own arithmetic: buffer size, the profile summary and the comparison of two results."""
+"""The benchmark's own arithmetic: buffer size, the profile summary, the comparison of two results and the
+thread policy section's runs."""
+
+import os
+from pathlib import Path
 
 from maddpg import bench
+from maddpg.config import Backend
 
 
 def test_the_default_buffer_is_each_transition_once_in_float32():
@@ -21,3 +26,36 @@ def test_compare_prints_every_shared_figure_as_a_ratio():
     old = {"update": [{"ms": 4.0}], "gone": 1.0}
     new = {"update": [{"ms": 3.0}], "added": 2.0}
     assert bench.compare(old, new) == ["update.0.ms: 4 -> 3 (0.75x)"]
+
+
+def spinning_children() -> int:
+    """This process's children running the bench's busy loop (Linux /proc)."""
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        count += parent == os.getpid() and b"while True: pass" in command
+    return count
+
+
+def test_the_thread_policy_times_the_configs_threads_and_torchs_idle_then_the_configs_beside_a_busy_process(
+    monkeypatch,
+):
+    # train_speed (the `train` section's timed train.py runs) is stood in for, so the test takes no run.
+    monkeypatch.setitem(bench.PRESETS, "toy", ["--config", "configs/smoke.yaml", "run.threads=1"])
+    calls = []
+
+    def train_speed(preset, backend, threads):
+        calls.append((preset, backend, threads, spinning_children()))
+        return {"steps_per_s": [100.0, 125.0, 60.0][len(calls) - 1]}
+
+    monkeypatch.setattr(bench, "train_speed", train_speed)
+    result = bench.thread_policy("toy")
+    # The config's threads idle, PyTorch's (run.threads=0) idle, the config's beside one spinning process.
+    assert calls == [("toy", Backend.torch, 1, 0), ("toy", Backend.torch, 0, 0), ("toy", Backend.torch, 1, 1)]
+    assert spinning_children() == 0  # stopped afterwards
+    assert result["run_threads"] == result["torch_threads"] == 1 and result["mode"] == "single"
+    assert result["busy_over_idle"] == 0.6 and result["idle_over_torch_default_idle"] == 0.8

@@ -4,12 +4,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from conftest import ROOT, torchrun, train_args
+from conftest import ROOT, children, torchrun, train_args, wait_for_rows
 from maddpg import evaluate
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.metrics import read_rows
@@ -92,27 +91,31 @@ def test_a_crashed_rank_ends_the_whole_job(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(read_rows(tmp_path / "crash")) < 2:  # training is under way
-            assert time.monotonic() < deadline and job.poll() is None, "the job did not start training"
-            time.sleep(0.5)
-        workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+        wait_for_rows(job, tmp_path / "crash", 2)
+        workers = children(job.pid)
         assert len(workers) == 2
-        os.kill(int(workers[1]), signal.SIGKILL)
+        os.kill(workers[1], signal.SIGKILL)
         assert job.wait(timeout=60) != 0
     finally:
         job.kill()
 
 
-def test_pipeline_without_staleness_reproduces_model_mode(tmp_path):
-    common = ("env.num_adversaries=2", "train.total_steps=200", "run.gif=false")  # 3 learners: 2 predators, prey
-    model = torchrun(3, *train_args(tmp_path, "model", "--mode", "model", *common))
+@pytest.mark.parametrize("prey", ["learn", "random"])
+def test_pipeline_without_staleness_reproduces_model_mode(tmp_path, prey):
+    """Bitwise, whatever the prey: a random prey draws its actions and its target actions from two
+    streams of its own, so rank 0 acting and the learner ranks computing targets draw what model mode does."""
+    learners = 3 if prey == "learn" else 2  # 2 predators, and the prey when it learns
+    common = ("env.num_adversaries=2", f"prey.mode={prey}", "train.total_steps=200", "run.gif=false")
+    model = torchrun(learners, *train_args(tmp_path, "model", "--mode", "model", *common))
     assert model.returncode == 0, model.stderr[-3000:]
     lockstep = ("dist.staleness=0", "dist.round_updates=1")  # rank 0 waits for every update's weights
-    pipeline = torchrun(4, *train_args(tmp_path, "pipe", "--mode", "pipeline", *lockstep, *common))
+    pipeline = torchrun(learners + 1, *train_args(tmp_path, "pipe", "--mode", "pipeline", *lockstep, *common))
     assert pipeline.returncode == 0, pipeline.stderr[-3000:]
-    for rank in range(3):
-        mine, reference = learner(tmp_path / "pipe", rank + 1, 4), learner(tmp_path / "model", rank, 3)
+    for rank in range(learners):
+        mine, reference = (
+            learner(tmp_path / "pipe", rank + 1, learners + 1),
+            learner(tmp_path / "model", rank, learners),
+        )
         assert mine["updates"] == reference["updates"] == 200 - 64 + 1
         for net in NETWORKS:
             for key, value in mine[net].items():
@@ -120,6 +123,18 @@ def test_pipeline_without_staleness_reproduces_model_mode(tmp_path):
     assert [r["predator_return"] for r in read_rows(tmp_path / "pipe")] == [
         r["predator_return"] for r in read_rows(tmp_path / "model")
     ]
+
+
+def test_model_mode_with_several_prey_writes_every_prey_to_prey_pt(tmp_path):
+    teams = ("env.num_adversaries=1", "env.num_good=2", "train.total_steps=100")  # a rank per agent
+    result = torchrun(3, *train_args(tmp_path, "model", "--mode", "model", *teams))
+    assert result.returncode == 0, result.stderr[-3000:]
+    prey = torch.load(tmp_path / "model" / "prey.pt", weights_only=True)
+    assert (prey["num_adversaries"], prey["num_good"]) == (1, 2)
+    for agent in (1, 2):
+        trained = learner(tmp_path / "model", agent, 3)["actor"]
+        for key, value in prey["actor"].items():
+            assert torch.equal(value[agent - 1], trained[key][0]), f"prey {agent - 1}: {key} differs"
 
 
 def test_pipeline_with_staleness_trains_and_ends_with_current_actors(tmp_path):

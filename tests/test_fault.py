@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, torchrun, toy_learner, train_args
+from conftest import ROOT, fails, torchrun, toy_learner, train_args
 from maddpg.checkpoint import (
     corrupted_ranks,
     digest_file,
@@ -31,17 +31,6 @@ NAMES = ["adversary_0", "adversary_1", "adversary_2", "agent_0"]
 
 def steps(run_dir, name="metrics.jsonl"):
     return [row["env_steps"] for row in read_rows(run_dir, name)]
-
-
-def fails(args, capsys, code=2) -> str:
-    """train.main(args) stops with exit code `code` and one line on stderr (no traceback): that line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        train.main(args)
-    assert info.value.code == code
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("error: "), err
-    return err
 
 
 class RunsCode:
@@ -296,3 +285,72 @@ def test_a_rank_killed_mid_run_is_restarted_from_the_last_checkpoint(tmp_path, m
         assert sha256(run / name) == digest
     if mode == "genetic":
         assert steps(run, SYNCS_FILE) == [300, 600]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace per rank needs root")
+def test_ranks_with_run_directories_of_their_own_stop_rather_than_start_again(tmp_path, monkeypatch):
+    """Nodes that each keep run.dir on a local disk (here: a mount per rank): after rank 1 dies past the
+    checkpoint at 300, the restarted job must not start again at step 0 over rank 0's rows; it stops
+    with the fix."""
+    monkeypatch.setenv("NODE_LOCAL_DIR", str(tmp_path))  # rank r sees tmp_path/node{r} at tmp_path/runs
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setenv("KILL_RANK", "1")
+    monkeypatch.setenv("KILL_AT_EVAL", "2")
+    monkeypatch.setenv("KILL_RUN_DIR", str(tmp_path / "runs" / "r"))
+    monkeypatch.setenv("KILL_RECORD", str(tmp_path / "killed.json"))
+    monkeypatch.setenv("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    args = train_args(tmp_path / "runs", "r", "--mode", "data", "run.gif=false")[1:]
+    result = torchrun(2, "--max-restarts=1", str(ROOT / "tests" / "dist_kill.py"), *args, timeout=170)
+    assert result.returncode != 0
+    assert result.stderr.count("error: rank 1 on ") == 1, result.stderr[-3000:]
+    assert "the nodes do not share the run directory" in result.stderr
+    rows = steps(tmp_path / "node0" / "r")
+    assert rows[:2] == [0, 200] and rows == sorted(set(rows))  # nothing dropped, nothing started again
+    assert [c.name for c in list_checkpoints(tmp_path / "node0" / "r", 1)] == ["ckpt_000000000300"]
+
+
+def test_an_error_on_one_rank_stops_every_rank_with_its_code_and_rank_0_says_it_once(tmp_path):
+    """Rank 1's checkpoint file alone is unreadable (exit 2), then alone holds a NaN (exit 3)."""
+    first = torchrun(2, *train_args(tmp_path, "gen", "--mode", "genetic", "train.total_steps=300", "run.gif=false"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "gen"
+    (checkpoint,) = list_checkpoints(run, 2)
+    rank1 = rank_file(checkpoint, 1)
+    state = load_checkpoint(checkpoint, 1)
+    digest_file(rank1).unlink()  # a file with no sha256 is taken as it is
+    resume = ("train.py", "--resume", str(run), "train.total_steps=600", "run.progress=false", "run.gif=false")
+    for damage, code, message in [
+        ("garbage", 2, "rank1.pt is not a readable checkpoint"),
+        (
+            "nan",
+            3,
+            "error: rank 1: adversary_0's critic loss is nan at env step 600",
+        ),  # updates restart with the buffer
+    ]:
+        if damage == "garbage":
+            rank1.write_bytes(b"garbage")
+        else:
+            state["learner"]["critic"]["layers.0.weight"][0] = float("nan")
+            torch.save(state, rank1)
+        result = torchrun(2, *resume)
+        assert result.stderr.count("error: ") == 1 and message in result.stderr, result.stderr[-3000:]
+        assert result.stderr.count(f"exitcode  : {code} (pid") == 2, result.stderr[-3000:]
+
+
+def test_a_crash_while_a_resume_drops_rows_loses_none_of_them(tmp_path, run_args, monkeypatch):
+    """A resume from the checkpoint at 300 drops the rows after it by writing the rows file anew; a
+    failure half-way through that write must leave the file as it was."""
+    train.main(run_args("r", "run.gif=false"))
+    run = tmp_path / "r"
+    list_checkpoints(run, 1)[-1].rename(run / "checkpoints" / "partial")  # as if it died after the row at 600
+    rows = read_rows(run)
+    write_text = type(run).write_text
+
+    def half_then_fail(path, data, *args, **kwargs):
+        write_text(path, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(run), "write_text", half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        train.main(["--resume", str(run), "run.progress=false", "run.gif=false"])
+    assert read_rows(run) == rows

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import ROOT, torchrun, toy_learner, train_args
+from conftest import ROOT, fails, torchrun, toy_learner, train_args
 from maddpg.config import GeneticConfig, Schedule
 from maddpg.genetic import Population, best_rank, hyperparameters, pbt_plan, set_hyperparameters, sync_period
 from maddpg.metrics import SYNCS_FILE, read_rows
@@ -67,8 +67,8 @@ def test_critic_sync_and_pbt_round_on_three_ranks():
 
 
 def test_a_three_learner_genetic_run_logs_its_sync_rounds(tmp_path):
-    overrides = ("genetic.sync_every=90", "train.total_steps=900", "train.eval_every=300", "run.gif=false")
-    result = torchrun(3, *train_args(tmp_path, "gen", "--mode", "genetic", *overrides))
+    overrides = ("genetic.sync_every=90", "train.total_steps=900", "train.eval_every=300", "explore.decay=1e-4")
+    result = torchrun(3, *train_args(tmp_path, "gen", "--mode", "genetic", *overrides, "run.gif=false"))
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "gen"
     syncs = read_rows(run, SYNCS_FILE)
@@ -80,17 +80,24 @@ def test_a_three_learner_genetic_run_logs_its_sync_rounds(tmp_path):
     rows = read_rows(run)
     assert [r["env_steps"] for r in rows] == [0, 300, 600, 900]
     assert [r["env_steps_per_learner"] for r in rows] == [0, 100, 200, 300]
+    # Each learner explores by its own clock: 0.1 - 1e-4 per own transition, down to 0.05.
+    assert [r["epsilon"] for r in rows] == pytest.approx([0.1, 0.09, 0.08, 0.07])
+    assert [r["noise_std"] for r in rows] == pytest.approx([0.1, 0.09, 0.08, 0.07])
     last = rows[-1]
     population = [last[f"predator_return/rank{rank}"] for rank in range(3)]
     assert last["predator_return"] == population[0]
     assert last["population_best_predator_return"] == max(population)
 
 
-def test_a_resumed_genetic_run_continues_its_sync_rounds(tmp_path):
+def test_a_resumed_genetic_run_continues_its_sync_rounds_with_its_world_size_only(tmp_path, capsys):
     first = torchrun(2, *train_args(tmp_path, "gen", "--mode", "genetic", "genetic.sync_every=100", "run.gif=false"))
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = torchrun(2, "train.py", "--resume", str(tmp_path / "gen"), "train.total_steps=1200", "run.progress=false")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     syncs = read_rows(tmp_path / "gen", SYNCS_FILE)
     assert [(s["round"], s["env_steps_per_learner"]) for s in syncs] == [(r, 100 * (r + 1)) for r in range(6)]
+    assert [r["env_steps"] for r in read_rows(tmp_path / "gen")] == list(range(0, 1201, 200))
+    err = fails(["--resume", str(tmp_path / "gen"), "train.total_steps=1800"], capsys)  # one process, not two
+    assert "was written by 2 rank(s) in mode genetic, this job is 1 in mode genetic" in err
+    assert "torchrun --nproc_per_node=2 train.py" in err
     assert [r["env_steps"] for r in read_rows(tmp_path / "gen")] == list(range(0, 1201, 200))

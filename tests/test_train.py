@@ -8,26 +8,9 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT
+from conftest import ROOT, assert_same_weights, learner_state, unmeasured
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.metrics import read_rows
-
-# What depends on the machine and the moment, not on the seed.
-MEASURED_FIELDS = {"wall_clock", "steps_per_s", "update_time_share", "comm_share", "update_ms", "peak_rss_mb"}
-
-
-def learner_state(run_dir, rank=0, world_size=1):
-    return load_checkpoint(list_checkpoints(run_dir, world_size)[-1], rank)["learner"]
-
-
-def assert_same_weights(a, b):
-    for net in ("actor", "critic", "target_actor", "target_critic"):
-        for key in a[net]:
-            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs"
-
-
-def unmeasured(rows):
-    return [{k: v for k, v in row.items() if k not in MEASURED_FIELDS} for row in rows]
 
 
 @pytest.mark.parametrize("backend", ["torch", "mpe2"])
@@ -112,3 +95,13 @@ def test_the_fast_preset_loads_and_runs(tmp_path):
     # Updates start at the step that brings the buffer to 256 transitions: 17 steps of 64 copies, 1.6 each.
     assert state["learner"]["updates"] == 27
     assert state["config"]["maddpg"]["critic_lr"] == 1e-3 and state["config"]["maddpg"]["tau"] == 0.04
+
+
+def test_every_checkpoint_is_written_once_the_final_one_too(tmp_path, run_args, monkeypatch):
+    written, save = [], train.save_checkpoint
+    monkeypatch.setattr(train, "save_checkpoint", lambda state, run_dir, step, *rest: [
+        written.append(step), save(state, run_dir, step, *rest)])  # fmt: skip
+    train.main(run_args("r", "run.gif=false"))  # total_steps 600, a checkpoint every 300
+    assert written == [300, 600]
+    train.main(["--resume", str(tmp_path / "r"), "run.progress=false", "run.gif=false"])  # nothing left to do
+    assert written == [300, 600]
