@@ -59,24 +59,28 @@ def test_a_signal_stops_a_run_at_an_episode_end_and_the_resumed_run_equals_an_un
     assert unmeasured(read_rows(run)) == unmeasured(read_rows(tmp_path / "uninterrupted"))
 
 
-@pytest.mark.parametrize("target", ["torchrun", "workers"])
-def test_under_torchrun_every_rank_checkpoints_and_exits_with_the_signals_code(tmp_path, target):
+@pytest.mark.parametrize(
+    ("target", "mode"), [("torchrun", "genetic"), ("workers", "genetic"), ("torchrun", "pipeline")]
+)
+def test_under_torchrun_every_rank_checkpoints_and_exits_with_the_signals_code(tmp_path, target, mode):
     """torchrun forwards a signal it receives to every worker (target torchrun), then raises its own
     SignalException, whose traceback is torchrun's; signalled directly (target workers), the workers'
-    exit codes show in torchrun's failure report."""
-    args = train_args(tmp_path, "gen", "--mode", "genetic", "train.total_steps=100000", "run.gif=false")
-    job = subprocess.Popen(**torchrun_command(2, *args), stderr=subprocess.PIPE)
+    exit codes show in torchrun's failure report. In pipeline mode rank 0 tells its learners."""
+    teams = ["env.num_adversaries=2", "prey.mode=random"]  # pipeline: 2 learners and rank 0
+    args = train_args(tmp_path, "gen", "--mode", mode, *teams, "train.total_steps=100000", "run.gif=false")
+    job = subprocess.Popen(**torchrun_command(2 if mode == "genetic" else 3, *args), stderr=subprocess.PIPE)
     run = tmp_path / "gen"
     wait_for_rows(job, run, 2)
     for pid in [job.pid] if target == "torchrun" else children(job.pid):
         os.kill(pid, signal.SIGTERM)
     _, stderr = job.communicate(timeout=90)
     assert 'train.py", line' not in stderr, stderr[-3000:]  # no worker printed a traceback
-    step = stopped_at(stderr, "SIGTERM", run, "torchrun --standalone --nproc_per_node=2")
-    assert all(rank_file(checkpoint_dir(run, step), rank).is_file() for rank in range(2))
+    ranks = 2 if mode == "genetic" else 3
+    step = stopped_at(stderr, "SIGTERM", run, f"torchrun --standalone --nproc_per_node={ranks}")
+    assert all(rank_file(checkpoint_dir(run, step), rank).is_file() for rank in range(ranks))
     if target == "workers":
         assert stderr.count("exitcode  : 143 (pid") == 2, stderr[-3000:]
         return
-    resumed = torchrun(2, "train.py", "--resume", str(run), f"train.total_steps={step + 200}", "run.progress=false")
+    resumed = torchrun(ranks, "train.py", "--resume", str(run), f"train.total_steps={step + 200}", "run.progress=false")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert load_checkpoint(list_checkpoints(run, 2)[-1], 0)["progress"]["env_steps"] == step + 200
+    assert load_checkpoint(list_checkpoints(run, ranks)[-1], 0)["progress"]["env_steps"] == step + 200

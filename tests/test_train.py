@@ -20,6 +20,7 @@ def test_entry_point_writes_a_complete_run_directory(tmp_path, backend):
         [*cmd, f"run.dir={tmp_path}", f"env.backend={backend}"], capture_output=True, text=True, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("final evaluation at 600 env steps (2 noise-free episodes")
     run = tmp_path / "smoke"
     for name in ("config.yaml", "metrics.jsonl", "learning_curve.png", "episode.gif", "prey.pt"):
         assert (run / name).is_file(), name
