@@ -101,7 +101,7 @@ class DistConfig:
 class GeneticConfig:
     sync_every: int = 5000  # env steps per learner between syncs (the study's 5000); adaptive: the first period
     fitness_window: int = 1  # fitness: mean predator_return of a learner's last this many evaluations (study: 1)
-    diverse_init: bool = True  # initial weights from seed + rank; false: every learner from `seed`, as the study
+    diverse_init: bool = True  # each learner its own initial weights (seeding.Streams); false: all alike, as the study
     strategy: Strategy = Strategy.critic
     sync_optimizer: bool = False  # strategy critic: also send the critic's Adam state
     schedule: Schedule = Schedule.constant

@@ -72,7 +72,13 @@ def run_or_keep(run_dir: Path, config: Path, overrides: list[str], total: int, p
     else:
         launcher = [sys.executable]
     print(f"{run_dir}: training to {total} env steps", file=sys.stderr)
-    if subprocess.run([*launcher, *command], cwd=ROOT).returncode:
+    job = subprocess.Popen([*launcher, *command], cwd=ROOT)
+    try:
+        code = job.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the run too: it finishes its episode and checkpoints
+        job.wait()
+        sys.exit(f"{run_dir} stopped; rerun to resume it")
+    if code:
         sys.exit(f"{run_dir} failed (its error is above); rerun to resume it")
     return run_dir
 

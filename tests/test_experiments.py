@@ -1,12 +1,17 @@
 """The study's experiments: every config runs, and the figures driver runs arms, keeps them and plots."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 import train
-from conftest import ROOT
+from conftest import ROOT, wait_for_rows
 from maddpg import experiments
+from maddpg.checkpoint import checkpoint_dir, list_checkpoints
 from maddpg.metrics import read_rows
 
 TOY = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "maddpg.learning_starts=64",
@@ -42,3 +47,17 @@ def test_figures_driver_runs_every_arm_per_learner_then_keeps_them(tmp_path, cap
     experiments.main(argv)
     assert "training to" not in capsys.readouterr().err  # every arm was kept, none rerun
     assert metrics.stat().st_mtime_ns == stamp
+
+
+def test_ctrl_c_lets_the_drivers_run_checkpoint_then_a_rerun_resumes_it(tmp_path):
+    argv = [sys.executable, "-m", "maddpg.experiments", "--steps-per-learner", "100000", "--eval-every", "100",
+            "--seeds", "0", "--figures", "fig3_baseline_weak_prey", "--out", str(tmp_path), "--set", *TOY]  # fmt: skip
+    job = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = tmp_path / "baseline_weak_prey_s0"
+    wait_for_rows(job, run, 2)
+    os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its whole foreground process group
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 1 and f"{run} stopped; rerun to resume it" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr
+    step = int(stderr.split("stopped by SIGINT at env step ")[1].split(",")[0])
+    assert list_checkpoints(run, 1)[-1] == checkpoint_dir(run, step)
