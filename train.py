@@ -66,7 +66,7 @@ from maddpg.distributed import Comm, exit_process, setup, teardown, world_size_f
 from maddpg.envs import VecEnv, make_env
 from maddpg.errors import NonFiniteError
 from maddpg.evaluate import evaluate
-from maddpg.genetic import Population
+from maddpg.genetic import Population, fitness_measure
 from maddpg.guard import nonfinite_error, nonfinite_loss, nonfinite_parameter
 from maddpg.learner import Maddpg, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
@@ -299,7 +299,10 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
 
     progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
     tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
-    population = Population(cfg.genetic, comm, learner, cfg.train.seed) if cfg.mode == Mode.genetic else None
+    population = None
+    if cfg.mode == Mode.genetic:
+        measure = together(comm, lambda: fitness_measure(cfg, comm, learner, eval_env))  # loads a shipped prey
+        population = Population(cfg.genetic, comm, learner, cfg.train.seed, measure)
     parts |= {"buffer": buffer, "tally": tally} | ({} if population is None else {"population": population})
     if resume_from is not None:
         state = together(comm, lambda: restore(cfg, resume_from, comm, parts))

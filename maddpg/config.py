@@ -41,6 +41,16 @@ class Strategy(StrEnum):
     pbt = "pbt"  # Population Based Training: the bottom quantile copies a top learner whole, then perturbs it
 
 
+class FitnessOpponent(StrEnum):
+    """Whom a genetic learner's predators are scored against when the population syncs."""
+
+    own = "own"  # its own evaluations: against its own prey when the prey learns (the study)
+    pool = "pool"  # every learner's prey in turn, averaged; with a prey that does not learn, the same as own
+    weak = "weak"  # the shipped weak prey
+    strong = "strong"  # the shipped strong prey
+    random = "random"  # a uniformly random prey, the same draws for every learner
+
+
 class PreyMode(StrEnum):
     learn = "learn"  # the prey is a MADDPG agent too
     fixed = "fixed"  # a pretrained prey actor, loaded from `prey.checkpoint` and frozen
@@ -101,6 +111,10 @@ class DistConfig:
 class GeneticConfig:
     sync_every: int = 5000  # env steps per learner between syncs (the study's 5000); adaptive: the first period
     fitness_window: int = 1  # fitness: mean predator_return of a learner's last this many evaluations (study: 1)
+    # Against a learning prey a learner's own predator_return rewards a weak partner as much as strong
+    # predators, so by default every learner's predators face every learner's prey (pool); the others
+    # measure one evaluation at each sync (fitness_window applies to own, and pool with a fixed prey).
+    fitness_opponent: FitnessOpponent = FitnessOpponent.pool
     diverse_init: bool = True  # each learner its own initial weights (seeding.Streams); false: all alike, as the study
     strategy: Strategy = Strategy.critic
     sync_optimizer: bool = False  # strategy critic: also send the critic's Adam state

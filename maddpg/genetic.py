@@ -13,6 +13,11 @@ of its last `fitness_window` evaluations) and hyperparameters are all-gathered, 
   exploration noise each by a factor drawn from `perturb` (default 0.8 or 1.2). A copy keeps
   its own random streams, so the two learners explore differently from then on.
 
+A learner's fitness is measured against `genetic.fitness_opponent`: its own evaluations (`own`,
+the study's), or its predators against every learner's prey in turn (`pool`, the default: against
+a learning prey, its own predator_return would reward a weak partner as much as strong
+predators), the shipped weak or strong prey, or a random prey (`Fitness`).
+
 Syncs fall every `sync_every` env steps per learner (`constant`), or with `adaptive` at
 periods sync_every * growth**k for k = 0, 1, ..., each clamped to [min_period, max_period]:
 growth > 1 syncs often early and ever more rarely (to a cap), growth < 1 the reverse (the
@@ -34,9 +39,12 @@ import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from maddpg import seeding
-from maddpg.config import GeneticConfig, Schedule, Strategy
+from maddpg.config import Config, FitnessOpponent, GeneticConfig, PreyMode, Schedule, Strategy
 from maddpg.distributed import Comm
+from maddpg.envs import VecEnv
+from maddpg.evaluate import evaluate
 from maddpg.learner import Maddpg
+from maddpg.prey import FrozenPrey, RandomPrey, load_prey, prey_actor
 
 HYPERPARAMETERS = ("actor_lr", "critic_lr", "noise_scale")  # what pbt perturbs, as logged
 
@@ -74,11 +82,58 @@ def set_hyperparameters(learner: Maddpg, values: Sequence[float]) -> None:
             group["lr"] = lr
 
 
-class Population:
-    """This rank's part in the population: its fitness history, the sync schedule and the syncs."""
+class Fitness:
+    """A learner's fitness against another opponent than its own evaluations: the noise-free
+    predator_return of its predators on the evaluation start states, against the shipped weak or
+    strong prey, a random prey (the same draws for every learner), or every learner's prey in turn
+    (pool). Every rank calls it together (pool gathers the prey)."""
 
-    def __init__(self, cfg: GeneticConfig, comm: Comm, learner: Maddpg, seed: int):
-        self.cfg, self.comm, self.learner, self.seed = cfg, comm, learner, seed
+    def __init__(self, cfg: Config, comm: Comm, learner: Maddpg, env: VecEnv):
+        self.cfg, self.comm, self.learner, self.env = cfg, comm, learner, env
+        self.opponent, k = cfg.genetic.fitness_opponent, cfg.env.num_adversaries
+        if self.opponent in (FitnessOpponent.weak, FitnessOpponent.strong):
+            prey = load_prey(self.opponent.value, cfg.env, env.obs_dim, env.act_dim, learner.device)
+        else:
+            prey = None  # drawn anew for every measurement
+        # The predators' actors alone, acting against `prey`; their weights are copied in at each measurement.
+        self.judge = Maddpg(env.obs_dims, env.act_dim, k, cfg.maddpg, prey, torch.Generator(), learner.device)
+
+    def __call__(self) -> float:
+        k, judge = self.cfg.env.num_adversaries, self.judge
+        rows = self.learner.actor.rows()  # (n_learners, P): predators first
+        with torch.no_grad():
+            torch._foreach_copy_(list(judge.actor.parameters()), judge.actor.row_views(rows[:k]))
+        if self.opponent == FitnessOpponent.random:
+            generator = seeding.generator(self.cfg.train.seed, seeding.FITNESS, device=self.learner.device)
+            judge.prey = RandomPrey(self.env.act_dim, generator)
+        if self.opponent != FitnessOpponent.pool:
+            return self._predator_return()
+        every_prey = self.comm.all_gather_agents(rows[None, k:])[0]  # (P * n_prey, P)
+        returns = []
+        for prey_rows in every_prey.split(rows.shape[0] - k):
+            judge.prey = FrozenPrey(prey_actor(prey_rows, self.env.obs_dim, self.cfg.maddpg.hidden, self.env.act_dim))
+            returns.append(self._predator_return())
+        return sum(returns) / len(returns)
+
+    def _predator_return(self) -> float:
+        return evaluate(self.judge, self.env, self.cfg.train.seed)["predator_return"]
+
+
+def fitness_measure(cfg: Config, comm: Comm, learner: Maddpg, env: VecEnv) -> Fitness | None:
+    """What measures fitness against cfg.genetic.fitness_opponent; None where a learner's own evaluations
+    do: `own`, and `pool` when the prey does not learn (every learner faces the same prey)."""
+    opponent = cfg.genetic.fitness_opponent
+    if opponent == FitnessOpponent.own or (opponent == FitnessOpponent.pool and cfg.prey.mode != PreyMode.learn):
+        return None
+    return Fitness(cfg, comm, learner, env)
+
+
+class Population:
+    """This rank's part in the population: its fitness history, the sync schedule and the syncs.
+    `measure` scores the learner at each sync (see Fitness); None: its last evaluations do."""
+
+    def __init__(self, cfg: GeneticConfig, comm: Comm, learner: Maddpg, seed: int, measure: Fitness | None = None):
+        self.cfg, self.comm, self.learner, self.seed, self.measure = cfg, comm, learner, seed, measure
         self.round = 0
         self.next_sync = sync_period(cfg, 0)  # env steps per learner
         self.history: deque[float] = deque(maxlen=cfg.fitness_window)
@@ -91,12 +146,16 @@ class Population:
         returns = self.comm.all_gather_agents(mine)[0].tolist()
         per_rank = {f"predator_return/rank{rank}": value for rank, value in enumerate(returns)}
         return per_rank | {"population_best_predator_return": max(returns),
-                           "population_mean_predator_return": sum(returns) / len(returns)}  # fmt: skip
+                           "population_mean_predator_return": sum(returns) / len(returns),
+                           "fitness_opponent": self.cfg.fitness_opponent.value}  # fmt: skip
 
     def due(self, steps_per_learner: int) -> bool:
         return steps_per_learner >= self.next_sync
 
     def fitness(self) -> float:
+        """Every rank calls it together (a pool measurement gathers the prey)."""
+        if self.measure is not None:
+            return self.measure()
         return sum(self.history) / len(self.history) if self.history else 0.0
 
     def sync(self, env_steps: int, steps_per_learner: int) -> dict:
@@ -107,7 +166,7 @@ class Population:
         table = self.comm.all_gather_agents(mine)[0]  # (P, 1 + len(HYPERPARAMETERS))
         fitness, hypers = table[:, 0].tolist(), table[:, 1:].tolist()
         row = {"round": self.round, "env_steps": env_steps, "env_steps_per_learner": steps_per_learner}
-        row["fitness"] = fitness
+        row["fitness"], row["fitness_opponent"] = fitness, self.cfg.fitness_opponent.value
         if self.cfg.strategy == Strategy.critic:
             row["winner"] = best_rank(fitness)
             row["bytes_sent"] = self._broadcast_critic(row["winner"])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 # Purposes: each random stream draws from its own seed.
-ENV_TRAIN, ENV_EVAL, EXPLORE, SAMPLE, INIT, PREY, PREY_TARGET, PBT = range(8)
+ENV_TRAIN, ENV_EVAL, EXPLORE, SAMPLE, INIT, PREY, PREY_TARGET, PBT, FITNESS = range(9)
 
 
 def derive_seeds(seed: int, *key: int, n: int = 1) -> list[int]:

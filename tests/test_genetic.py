@@ -1,12 +1,29 @@
 """Genetic mode: the sync schedule, winner choice and pbt plan, and syncs on real ranks under torchrun."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from conftest import ROOT, fails, torchrun, toy_learner, train_args
-from maddpg.config import GeneticConfig, Schedule
-from maddpg.genetic import Population, best_rank, hyperparameters, pbt_plan, set_hyperparameters, sync_period
+import train
+from conftest import ROOT, fails, torchrun, toy_config, toy_learner, train_args
+from maddpg import evaluate
+from maddpg.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.config import GeneticConfig, Mode, Schedule
+from maddpg.distributed import Comm
+from maddpg.envs import make_env
+from maddpg.genetic import (
+    Population,
+    best_rank,
+    fitness_measure,
+    hyperparameters,
+    pbt_plan,
+    set_hyperparameters,
+    sync_period,
+)
+from maddpg.learner import Maddpg
 from maddpg.metrics import SYNCS_FILE, read_rows
+from maddpg.networks import StackedMLP
 
 
 def test_constant_schedule_syncs_every_period():
@@ -101,3 +118,62 @@ def test_a_resumed_genetic_run_continues_its_sync_rounds_with_its_world_size_onl
     assert "was written by 2 rank(s) in mode genetic, this job is 1 in mode genetic" in err
     assert "torchrun --nproc_per_node=2 train.py" in err
     assert [r["env_steps"] for r in read_rows(tmp_path / "gen")] == list(range(0, 1201, 200))
+
+
+def trained_learner(tmp_path, *overrides):
+    """A genetic rank's learner after a toy single-rank run, with the config and evaluation env it ran with."""
+    train.main(
+        train_args(tmp_path, "one", "--mode", "genetic", "train.total_steps=100", "run.gif=false", *overrides)[1:]
+    )
+    cfg = toy_config("mode=genetic", *overrides)
+    env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes))
+    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator())
+    learner.load_state_dict(load_checkpoint(list_checkpoints(tmp_path / "one", 1)[-1], 0)["learner"])
+    return cfg, env, learner
+
+
+@pytest.mark.parametrize("opponent", ["weak", "strong", "random", "own"])
+def test_fitness_scores_the_predators_against_the_chosen_opponent(tmp_path, opponent):
+    cfg, env, learner = trained_learner(tmp_path, f"genetic.fitness_opponent={opponent}")
+    measure = fitness_measure(cfg, Comm(), learner, env)
+    if opponent == "own":
+        assert measure is None  # the learner's own evaluation rows
+        return
+    population = Population(cfg.genetic, Comm(), learner, cfg.train.seed, measure)
+    fitness = population.fitness()
+    assert population.fitness() == fitness  # the same start states, and a random prey's same draws, every sync
+    if opponent != "random":  # the evaluation command's own path: the run's predators against that prey
+        actors = evaluate.trained_actors(list_checkpoints(tmp_path / "one", 1)[-1], cfg, Mode.genetic, 0, env)
+        judge = evaluate.build_learner(cfg, actors, opponent, env, cfg.train.seed)
+        assert fitness == pytest.approx(evaluate.evaluate(judge, env, cfg.train.seed)["predator_return"])
+
+
+def test_with_a_prey_that_does_not_learn_the_pool_is_each_learners_own_evaluations(tmp_path):
+    cfg = toy_config("mode=genetic", "prey.mode=random")
+    assert cfg.genetic.fitness_opponent == "pool"  # the default
+    assert fitness_measure(cfg, Comm(), None, None) is None
+
+
+def test_pool_fitness_is_each_learners_predators_against_every_learners_prey(tmp_path):
+    """Two learners, one sync at the last step: its fitness must equal the evaluations of each rank's
+    final predators against each rank's final prey, averaged (syncs move critics, not actors)."""
+    overrides = ("genetic.sync_every=100", "train.total_steps=200", "run.gif=false")
+    result = torchrun(2, *train_args(tmp_path, "gen", "--mode", "genetic", *overrides))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sync,) = read_rows(tmp_path / "gen", SYNCS_FILE)
+    assert sync["fitness_opponent"] == "pool" and read_rows(tmp_path / "gen")[-1]["fitness_opponent"] == "pool"
+    cfg = toy_config("mode=genetic")
+    env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes))
+    checkpoint = list_checkpoints(tmp_path / "gen", 2)[-1]
+    actors = [evaluate.trained_actors(checkpoint, cfg, Mode.genetic, rank, env) for rank in (0, 1)]
+    k = cfg.env.num_adversaries
+    for rank in (0, 1):
+        returns = []
+        for prey_rank in (0, 1):
+            mixed = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=True)
+            mixed.load_state_dict({key: torch.cat([actors[rank].state_dict()[key][:k],
+                                                   actors[prey_rank].state_dict()[key][k:]])
+                                   for key in mixed.state_dict()})  # fmt: skip
+            judge = evaluate.build_learner(cfg, mixed, "learned", env, cfg.train.seed)
+            returns.append(evaluate.evaluate(judge, env, cfg.train.seed)["predator_return"])
+        assert sync["fitness"][rank] == pytest.approx(sum(returns) / 2)
