@@ -39,6 +39,7 @@ class Schedule(StrEnum):
 class Strategy(StrEnum):
     critic = "critic"  # the best learner's critic and target critic go to every learner (the study)
     pbt = "pbt"  # Population Based Training: the bottom quantile copies a top learner whole, then perturbs it
+    none = "none"  # never sync: the same learners, each on its own (the control that separates sharing from numbers)
 
 
 class FitnessOpponent(StrEnum):

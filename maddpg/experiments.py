@@ -34,9 +34,18 @@ ROOT = Path(__file__).parent.parent
 EXPERIMENTS = ROOT / "configs" / "experiments"
 FIGURES = {  # figure: (title, arms)
     "fig3_baseline_weak_prey": ("Fig. 3: MADDPG vs the weak prey", ["baseline_weak_prey"]),
-    "fig4_weak_prey": ("Fig. 4: genetic vs baseline, weak prey", ["baseline_weak_prey", "genetic_weak_prey"]),
-    "fig5_strong_prey": ("Fig. 5: genetic vs baseline, strong prey", ["baseline_strong_prey", "genetic_strong_prey"]),
-    "fig6_scratch": ("Fig. 6: genetic vs baseline, both from scratch", ["baseline_scratch", "genetic_scratch"]),
+    "fig4_weak_prey": (
+        "Fig. 4: genetic, no-sync control and baseline, weak prey",
+        ["baseline_weak_prey", "genetic_weak_prey", "nosync_weak_prey"],
+    ),
+    "fig5_strong_prey": (
+        "Fig. 5: genetic, no-sync control and baseline, strong prey",
+        ["baseline_strong_prey", "genetic_strong_prey", "nosync_strong_prey"],
+    ),
+    "fig6_scratch": (
+        "Fig. 6: genetic, no-sync control and baseline, from scratch",
+        ["baseline_scratch", "genetic_scratch", "nosync_scratch"],
+    ),
 }
 
 
@@ -105,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                     "--x",
                     x,
                     *until,
-                    "--label",
-                    "mode",
+                    "--names",
+                    *arms,
                     "--title",
                     title,
                     "--out",

@@ -7,6 +7,8 @@ of its last `fitness_window` evaluations) and hyperparameters are all-gathered, 
 - strategy `critic` (the study's): the best rank (ties: the lowest rank) broadcasts its critic
   and target critic, and with `sync_optimizer` the critic's Adam state, in one tensor. Actors
   are never synced. The critics are the learning agents' only: a fixed prey has none.
+- strategy `none`: no sync ever; the population's rows still gather every learner's returns.
+  The control arm: P learners in parallel without sharing anything.
 - strategy `pbt` (Population Based Training, as Ray Tune's): the bottom ceil(P * quantile)
   ranks each copy a whole learner (actor, critic, targets, optimizers, noise scale) from one of
   the top as many, drawn at random, then multiply its actor and critic learning rates and its
@@ -150,7 +152,8 @@ class Population:
                            "fitness_opponent": self.cfg.fitness_opponent.value}  # fmt: skip
 
     def due(self, steps_per_learner: int) -> bool:
-        return steps_per_learner >= self.next_sync
+        """A sync round is due (never with strategy none: the learners run on their own)."""
+        return self.cfg.strategy != Strategy.none and steps_per_learner >= self.next_sync
 
     def fitness(self) -> float:
         """Every rank calls it together (a pool measurement gathers the prey)."""

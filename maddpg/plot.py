@@ -2,19 +2,20 @@
 mean learning curves with 95% bootstrap bands, and a final-performance table.
 
     python -m maddpg.plot RUN_DIRS... [--x steps_per_learner|total_steps|wall_clock]
-                          [--metric predator_return] [--last 3] [--label KEY...] [--until X]
-                          [--out FIG.png]
+                          [--metric predator_return] [--last 3] [--label KEY... | --names NAME...]
+                          [--until X] [--out FIG.png]
 
 Runs whose configs agree but for train.seed and run.* are one group (the seeds of one arm);
 a group's label names the config keys on which the groups differ, or those given to
-`--label` (e.g. `--label mode`). Each group's curve is the mean over its runs, with a 95%
-percentile-bootstrap band over runs, on the x values that all its runs reached (wall-clock
-is interpolated). The table scores each run by the mean of its last `--last` evaluations,
-and tests every group against the first with Welch's t-test and a permutation test
-(maddpg/stats.py). `--until X` drops evaluations past X on the x axis, so
-the table compares the arms there: e.g. `--x total_steps --until 50000` compares a 2-learner
-genetic run at 25k steps per learner with a baseline at 50k, the same total env steps. The
-figure is written to --out, the table printed and written beside it as JSON.
+`--label` (e.g. `--label mode`), or is given outright, one `--names` entry per group in
+order. Each group's curve is the mean over its runs, with a 95% percentile-bootstrap band
+over runs, on the x values that all its runs reached (wall-clock is interpolated). The table
+scores each run by the mean of its last `--last` evaluations, and tests every group against
+the first with Welch's t-test and a permutation test (maddpg/stats.py). `--until X` drops
+evaluations past X on the x axis, so the table compares the arms there: e.g.
+`--x total_steps --until 50000` compares a 2-learner genetic run at 25k steps per learner with a
+baseline at 50k, the same total env steps. The figure is written to --out, the table printed
+and written beside it as JSON.
 """
 
 from __future__ import annotations
@@ -71,12 +72,16 @@ def arm(run: Run) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in run.config.items() if k != "train.seed" and not k.startswith("run.")))
 
 
-def group(runs: list[Run], label_keys: list[str] | None = None) -> dict[str, list[Run]]:
-    """Runs by arm, in order of first appearance, labelled by `label_keys` (default: the keys on
-    which the arms differ)."""
+def group(runs: list[Run], label_keys: list[str] | None = None, names: list[str] | None = None) -> dict[str, list[Run]]:
+    """Runs by arm, in order of first appearance, labelled by `names` (one per arm, in that order), else
+    by `label_keys` (default: the keys on which the arms differ)."""
     arms: dict[tuple, list[Run]] = {}
     for run in runs:
         arms.setdefault(arm(run), []).append(run)
+    if names is not None:
+        if len(names) != len(arms):
+            raise ConfigError(f"--names gives {len(names)} names for {len(arms)} arms: give one per arm, in order")
+        return dict(zip(names, arms.values(), strict=True))
     differing = label_keys or sorted({k for a in arms for k, v in a if any(dict(b).get(k) != v for b in arms)})
     labels = {}
     for key, members in arms.items():
@@ -176,6 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--metric", default="predator_return", help="a metrics-row key")
     parser.add_argument("--last", type=int, default=3, help="evaluations averaged into a run's final score")
     parser.add_argument("--label", nargs="+", metavar="KEY", help="label arms by these config keys only")
+    parser.add_argument("--names", nargs="+", metavar="NAME", help="label the arms so, in order of first appearance")
     parser.add_argument("--until", type=float, help="drop evaluations past this x value")
     parser.add_argument("--title")
     parser.add_argument("--out", type=Path, default=Path("runs/comparison.png"))
@@ -189,7 +195,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 run.rows = [row for row in run.rows if row[X_AXES[args.x][0]] <= args.until]
                 if not run.rows:
                     raise ConfigError(f"{run.path} has no evaluation at {args.x} <= {args.until}: raise --until")
-        groups = group(runs, args.label)
+        groups = group(runs, args.label, args.names)
     except ConfigError as error:
         exit_on_error(error)
     plot(groups, args.x, args.metric, args.out, args.title)

@@ -12,7 +12,7 @@ import train
 from conftest import ROOT, wait_for_rows
 from maddpg import experiments
 from maddpg.checkpoint import checkpoint_dir, list_checkpoints
-from maddpg.metrics import read_rows
+from maddpg.metrics import SYNCS_FILE, read_rows
 
 TOY = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "maddpg.learning_starts=64",
        "env.max_cycles=25", "train.eval_episodes=2", "train.checkpoint_every=100", "run.gif=false"]  # fmt: skip
@@ -27,16 +27,17 @@ def test_every_experiment_config_runs_a_few_steps(path, tmp_path):
 
 def test_figures_driver_runs_every_arm_per_learner_then_keeps_them(tmp_path, capsys):
     argv = ["--steps-per-learner", "200", "--eval-every", "100", "--seeds", "0", "1", "--learners", "2",
-            "--figures", "fig4_weak_prey", "--out", str(tmp_path), "--set", *TOY]  # fmt: skip
+            "--figures", "fig4_weak_prey", "--out", str(tmp_path), "--set", *TOY, "genetic.sync_every=100"]  # fmt: skip
     experiments.main(argv)
-    for arm, learners in (("baseline_weak_prey", 1), ("genetic_weak_prey", 2)):
+    for arm, learners in (("baseline_weak_prey", 1), ("genetic_weak_prey", 2), ("nosync_weak_prey", 2)):
         for seed in (0, 1):
             rows = read_rows(tmp_path / f"{arm}_s{seed}")
             assert [row["env_steps_per_learner"] for row in rows] == [0, 100, 200]
             assert rows[-1]["env_steps"] == 200 * learners
     for x in ("steps_per_learner", "total_steps", "wall_clock"):
         table = json.loads((tmp_path / f"fig4_weak_prey_{x}.json").read_text())
-        assert [row["runs"] for row in table] == [2, 2]
+        assert [row["runs"] for row in table] == [2, 2, 2]
+        assert [row["group"] for row in table] == ["baseline_weak_prey", "genetic_weak_prey", "nosync_weak_prey"]
     # equal total steps: the genetic learners are compared at 100 steps each, the baseline at 200
     at_total = json.loads((tmp_path / "fig4_weak_prey_total_steps.json").read_text())
     genetic_rows = [read_rows(tmp_path / f"genetic_weak_prey_s{seed}") for seed in (0, 1)]
@@ -46,6 +47,8 @@ def test_figures_driver_runs_every_arm_per_learner_then_keeps_them(tmp_path, cap
     capsys.readouterr()
     experiments.main(argv)
     assert "training to" not in capsys.readouterr().err  # every arm was kept, none rerun
+    assert not (tmp_path / "nosync_weak_prey_s0" / SYNCS_FILE).exists()  # the control never syncs
+    assert (tmp_path / "genetic_weak_prey_s0" / SYNCS_FILE).exists()
     assert metrics.stat().st_mtime_ns == stamp
 
 

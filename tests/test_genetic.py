@@ -177,3 +177,13 @@ def test_pool_fitness_is_each_learners_predators_against_every_learners_prey(tmp
             judge = evaluate.build_learner(cfg, mixed, "learned", env, cfg.train.seed)
             returns.append(evaluate.evaluate(judge, env, cfg.train.seed)["predator_return"])
         assert sync["fitness"][rank] == pytest.approx(sum(returns) / 2)
+
+
+def test_the_no_sync_control_never_syncs_and_its_learners_keep_their_own_critics(tmp_path):
+    overrides = ("genetic.strategy=none", "genetic.sync_every=50", "train.total_steps=200", "run.gif=false")
+    result = torchrun(2, *train_args(tmp_path, "gen", "--mode", "genetic", *overrides))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "gen"
+    assert not (run / SYNCS_FILE).exists() and "predator_return/rank1" in read_rows(run)[-1]
+    critics = [load_checkpoint(list_checkpoints(run, 2)[-1], rank)["learner"]["critic"] for rank in (0, 1)]
+    assert not torch.equal(critics[0]["layers.0.weight"], critics[1]["layers.0.weight"])
