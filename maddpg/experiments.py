@@ -4,8 +4,8 @@
                                  [--figures fig4_weak_prey ...] [--set key=value ...] [--out runs/figures]
 
 Every arm is a config in configs/experiments/ run once per seed: baseline arms with
-`python train.py` (the machine's threads), genetic arms with `torchrun` on P ranks (a thread
-each), so both use the whole machine. Budgets are equal per learner, the study's comparison:
+`python train.py`, genetic arms with `torchrun` on P ranks, every process with one thread
+(the default run.threads; `--set run.threads=N` for more). Budgets are equal per learner, the study's comparison:
 a genetic run gets P times the baseline's train.total_steps and train.eval_every, so every
 learner collects N env steps and is evaluated every 1000 of its own. `--set` adds overrides
 to every run. A finished run is kept and an interrupted one resumed, so the command can be
