@@ -1,7 +1,7 @@
 """Benchmark (`make bench`), as JSON: env transitions/s of both backends; end-to-end training steps/s
-and peak memory of the default and fast presets on both; the default thread policy idle and beside a
-busy process, against PyTorch's own; the update's time, GFLOP/s against the dense-matmul peak and its top costs; and the
-distributed modes against single mode.
+and peak memory of the default and fast presets on both; the default thread policy idle and beside
+a busy process, against PyTorch's own; the update's time, GFLOP/s against the dense-matmul peak
+and its top costs; and the distributed modes against single mode.
 
 python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
                        [--no-genetic] [--compare OLD.json]
@@ -309,12 +309,13 @@ def thread_policy(preset: str = "default") -> dict:
     finally:
         spinner.kill()  # signals spinner.pid only
         spinner.wait()
+    per_core_threads = default_threads()
     return {"preset": preset, "mode": cfg.mode.value, "backend": backend.value, "run_threads": threads} | {
-        "torch_threads": threads or default_threads(),  # run.threads=0 keeps torch's default
+        "torch_threads": threads or per_core_threads,  # run.threads=0 keeps torch's default
         "idle": idle,
         "busy": busy,
         "busy_over_idle": busy["steps_per_s"] / idle["steps_per_s"],
-        "torch_default": {"torch_threads": default_threads(), "idle": per_core},
+        "torch_default": {"torch_threads": per_core_threads, "idle": per_core},
         "idle_over_torch_default_idle": idle["steps_per_s"] / per_core["steps_per_s"],
     }
 

@@ -103,8 +103,7 @@ class Fitness:
     def __call__(self) -> float:
         k, judge = self.cfg.env.num_adversaries, self.judge
         rows = self.learner.actor.rows()  # (n_learners, P): predators first
-        with torch.no_grad():
-            torch._foreach_copy_(list(judge.actor.parameters()), judge.actor.row_views(rows[:k]))
+        judge.actor.load_rows(rows[:k])
         if self.opponent == FitnessOpponent.random:
             generator = seeding.generator(self.cfg.train.seed, seeding.FITNESS, device=self.learner.device)
             judge.prey = RandomPrey(self.env.act_dim, generator)

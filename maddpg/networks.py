@@ -82,6 +82,11 @@ class StackedMLP(nn.Module):
         parts = rows.split([p[0].numel() for p in params], dim=1)
         return [part.reshape(len(rows), *p.shape[1:]) for part, p in zip(parts, params, strict=True)]
 
+    @torch.no_grad()
+    def load_rows(self, rows: torch.Tensor) -> None:
+        """Set every agent's parameters from `rows` (n, P), laid out as `rows()` lays them."""
+        torch._foreach_copy_(list(self.parameters()), self.row_views(rows))
+
     def select(self, agents: Sequence[int]) -> StackedMLP:
         """A copy holding only the networks of `agents` (indices into the stack)."""
         index = torch.tensor(list(agents), device=self.layers[0].weight.device)

@@ -101,8 +101,7 @@ class RolloutLink:
         if work is None:
             return
         work.wait()
-        actor = self.learner.actor
-        torch._foreach_copy_([p.detach() for p in actor.parameters()], actor.row_views(torch.stack(weights)))
+        self.learner.actor.load_rows(torch.stack(weights))
 
 
 def serve_updates(

@@ -78,8 +78,7 @@ def prey_payload(actor: StackedMLP, env: EnvConfig, obs_dim: int, act_dim: int, 
 def prey_actor(rows: torch.Tensor, obs_dim: int, hidden: list[int], act_dim: int) -> StackedMLP:
     """The prey actors from their parameter rows (n_prey, P), laid out as StackedMLP.rows lays them."""
     actor = StackedMLP(len(rows), obs_dim, hidden, act_dim, sigmoid_output=True).to(rows.device)
-    with torch.no_grad():
-        torch._foreach_copy_(list(actor.parameters()), actor.row_views(rows))
+    actor.load_rows(rows)
     return actor
 
 

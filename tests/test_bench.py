@@ -4,6 +4,7 @@ thread policy section's runs."""
 import os
 from pathlib import Path
 
+from conftest import children
 from maddpg import bench
 from maddpg.config import Backend
 
@@ -29,16 +30,9 @@ def test_compare_prints_every_shared_figure_as_a_ratio():
 
 
 def spinning_children() -> int:
-    """This process's children running the bench's busy loop (Linux /proc)."""
-    count = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            command = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):  # gone meanwhile
-            continue
-        count += parent == os.getpid() and b"while True: pass" in command
-    return count
+    """This process's children running the bench's busy loop."""
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children(os.getpid())]
+    return sum(b"while True: pass" in command for command in commands)
 
 
 def test_the_thread_policy_times_the_configs_threads_and_torchs_idle_then_the_configs_beside_a_busy_process(
