@@ -32,19 +32,24 @@ test: $(STAMP)
 bench: $(STAMP)  ## writes runs/bench.json
 	$(PY) -m maddpg.bench --out runs/bench.json $(ARGS)
 
-# The shipped prey: predators and prey trained together from scratch at the default (study)
-# config, seed 0; the weak prey is the prey at 1M env steps, the strong one at 2M. About 2 hours
-# on 2 cores. An interrupted run resumes from its latest checkpoint (one every 100k steps).
-PREY_RUN   := runs/prey_training
-PREY_TRAIN := train.py run.name=prey_training train.seed=0 train.total_steps=2000000 \
-              train.checkpoint_every=100000 train.keep_checkpoints=20 run.threads=2 run.gif=false
-prey: $(STAMP)  ## trains runs/prey_training, then ships maddpg/pretrained_prey/{weak,strong}.pt
+# The shipped prey: predators and prey trained together from scratch on the fast schedule, seed 0,
+# 8M env steps with a checkpoint every 500k; every checkpoint's prey is a candidate, and the weak and
+# strong prey are chosen and shipped by measured difficulty (maddpg/difficulty.py): fresh predators
+# trained 1M env steps against each. About 2 hours on 2 cores; an interrupted command resumes.
+PREY_RUN   := runs/prey_fast
+PREY_TRAIN := train.py --config configs/fast.yaml run.name=prey_fast train.seed=0 train.total_steps=8000000 \
+              train.checkpoint_every=500000 train.keep_checkpoints=16 run.gif=false run.progress=false
+prey: $(STAMP)  ## trains runs/prey_fast, then ships maddpg/pretrained_prey/{weak,strong}.pt with their difficulty
 	$(PY) $(PREY_TRAIN) $$(test -d $(PREY_RUN) && echo --resume $(PREY_RUN))
-	$(PY) -m maddpg.prey export $(PREY_RUN) --steps 1000000 --name weak --command "make prey: python $(PREY_TRAIN)"
-	$(PY) -m maddpg.prey export $(PREY_RUN) --steps 2000000 --name strong --command "make prey: python $(PREY_TRAIN)"
+	$(PY) -m maddpg.difficulty ship $(PREY_RUN) --jobs 2 --command "make prey: python $(PREY_TRAIN)"
 
-figures: $(STAMP)  ## the study's Figs. 3-6: 50k env steps per learner, 3 seeds, about an hour on 2 cores
-	$(PY) -m maddpg.experiments --out runs/figures $(ARGS)
+# make figures: the study's Figs. 3-6 at a short budget (50k env steps per learner, 3 seeds, about an
+# hour on 2 cores); BUDGET=full: the study's budget, 2M env steps per learner, 4 learners, 5 seeds,
+# on the fast schedule (maddpg/experiments.py; about 20 CPU hours). Both resume when run again.
+BUDGET ?= short
+JOBS   ?= 2
+figures: $(STAMP)  ## the study's Figs. 3-6 and their tables into runs/figures (BUDGET=full: runs/figures_full)
+	$(PY) -m maddpg.experiments --budget $(BUDGET) --jobs $(JOBS) $(ARGS)
 
 speed: $(STAMP)  ## configs/fast.yaml against the default schedule in wall-clock (README); about 2 hours on 2 cores
 	$(PY) -m maddpg.speedup --out runs/speed $(ARGS)

@@ -48,16 +48,29 @@ def save_atomic(obj: dict, path: Path) -> None:
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def save_checkpoint(state: dict, run_dir: Path, env_steps: int, rank: int, world_size: int, keep: int) -> None:
-    """This rank's part of the checkpoint at `env_steps`, then its sha256 (each renamed into place, so
-    a file with a digest is whole); rank 0 then drops all but the newest `keep` complete checkpoints."""
-    path = rank_file(checkpoint_dir(run_dir, env_steps), rank)
+def save_with_digest(state: dict, path: Path) -> None:
+    """Write a rank file, then its sha256 (each renamed into place, so a file with a digest is whole)."""
     save_atomic(state, path)
     digest = sha256(path)
     write_atomic(digest_file(path), lambda tmp: tmp.write_text(digest + "\n"))
+
+
+def save_checkpoint(state: dict, run_dir: Path, env_steps: int, rank: int, world_size: int, keep: int) -> None:
+    """This rank's part of the checkpoint at `env_steps`, with its sha256; rank 0 then drops all but
+    the newest `keep` complete checkpoints."""
+    save_with_digest(state, rank_file(checkpoint_dir(run_dir, env_steps), rank))
     if rank == 0:
         for old in list_checkpoints(run_dir, world_size)[:-keep]:
             shutil.rmtree(old)
+
+
+def drop_buffer(checkpoint: Path, world_size: int) -> None:
+    """Rewrite every rank's file of `checkpoint` without its replay buffer's contents (and record the
+    new sha256): a finished run's checkpoint stays resumable, without the buffer, at a fraction of the disk."""
+    for rank in range(world_size):
+        state = load_checkpoint(checkpoint, rank)
+        if state["buffer"].pop("data", None) is not None:
+            save_with_digest(state, rank_file(checkpoint, rank))
 
 
 def list_checkpoints(run_dir: Path, world_size: int) -> list[Path]:

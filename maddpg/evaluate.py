@@ -115,6 +115,25 @@ def summarize(episodes: dict[str, torch.Tensor]) -> dict[str, dict]:
     return summary
 
 
+def evaluate_run(
+    target: Path, prey: str | None = None, seed: int | None = None, rank: int = 0, episodes: int = 100
+) -> tuple[dict, Maddpg, Config]:
+    """A run's predators (genetic: learner `rank`'s) in `episodes` noise-free episodes against `prey`
+    (default: the run's own) from the start states of `seed` (default: the run's)
+    -> (the summary, the learner that played, the run's config)."""
+    checkpoint = latest_checkpoint(target)
+    state = load_checkpoint(checkpoint, 0)
+    mode = Mode(state["config"]["mode"])
+    cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
+    prey = prey or default_prey(cfg)
+    seed = cfg.train.seed if seed is None else seed
+    env = make_env(replace(cfg.env, n_envs=episodes))
+    learner = build_learner(cfg, trained_actors(checkpoint, cfg, mode, rank, env), prey, env, seed)
+    summary = {"checkpoint": str(checkpoint), "env_steps": state["progress"]["env_steps"], "prey": prey, "seed": seed}
+    summary |= {"rank": rank, "episodes": episodes} | summarize(evaluate_episodes(learner, env, seed))
+    return summary, learner, cfg
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=Path, help="a run directory, a checkpoint directory or a rank file")
@@ -126,23 +145,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, help="the JSON summary (default: RUN_DIR/evaluation.json)")
     args = parser.parse_args(argv)
     try:
-        checkpoint = latest_checkpoint(args.target)
-        state = load_checkpoint(checkpoint, 0)
-        mode = Mode(state["config"]["mode"])
-        cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
-        prey = args.prey or default_prey(cfg)
-        seed = cfg.train.seed if args.seed is None else args.seed
-        env = make_env(replace(cfg.env, n_envs=args.episodes))
-        learner = build_learner(cfg, trained_actors(checkpoint, cfg, mode, args.rank, env), prey, env, seed)
+        summary, learner, cfg = evaluate_run(args.target, args.prey, args.seed, args.rank, args.episodes)
     except ConfigError as error:
         exit_on_error(error)
-    summary = {"checkpoint": str(checkpoint), "env_steps": state["progress"]["env_steps"], "prey": prey, "seed": seed}
-    summary |= {"episodes": args.episodes} | summarize(evaluate_episodes(learner, env, seed))
-    out = args.out or checkpoint.parent.parent / "evaluation.json"
+    out = args.out or Path(summary["checkpoint"]).parent.parent / "evaluation.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     if args.gif:
-        write_gif(render_states(record_episode(learner, cfg.env, seed), cfg.env), args.gif)
+        write_gif(render_states(record_episode(learner, cfg.env, summary["seed"]), cfg.env), args.gif)
     return summary
 
 

@@ -1,70 +1,200 @@
-"""The study's experiments (Figs. 3-6) at a budget that fits one machine, and their figures.
+"""The study's experiments (Figs. 3-6): the run grid, its figures, and every arm's final predators
+against common opponents.
 
-    python -m maddpg.experiments [--steps-per-learner N] [--seeds 0 1 2] [--learners P]
-                                 [--figures fig4_weak_prey ...] [--set key=value ...] [--out runs/figures]
+    python -m maddpg.experiments [--budget short|full] [--figures fig4_weak_prey ...] [--arms genetic ...]
+                                 [--steps-per-learner N] [--learners P] [--seeds 0 1 2] [--eval-every N]
+                                 [--jobs J] [--set key=value ...] [--out DIR]
 
-Every arm is a config in configs/experiments/ run once per seed: baseline arms with
-`python train.py`, genetic arms with `torchrun` on P ranks, every process with one thread
-(the default run.threads; `--set run.threads=N` for more). Budgets are equal per learner, the study's comparison:
-a genetic run gets P times the baseline's train.total_steps and train.eval_every, so every
-learner collects N env steps and is evaluated every 1000 of its own. `--set` adds overrides
-to every run. A finished run is kept and an interrupted one resumed, so the command can be
-repeated. Each figure is drawn with `maddpg.plot` three times, with its table beside it:
-against env steps per learner (equal per-learner budgets), against total env steps with the
-table at the baseline's N (equal total budgets: a genetic learner has then had N / P), and
-against wall-clock. The study's full budget is the configs' own: 2M env steps per learner,
-4 learners (see the README).
+A budget sets the grid's defaults; every flag overrides its part:
+
+- `short` (default): 50k env steps per learner, 2 learners, seeds 0-2, an evaluation every 1000 env
+  steps per learner, the arms' own (the study's) schedule, into runs/figures. About an hour.
+- `full`, the study's budget: 2M env steps per learner, 4 learners, seeds 0-4, an evaluation every
+  20k env steps per learner, on the fast schedule (configs/fast.yaml laid over every arm's config),
+  into runs/figures_full. Checkpoints carry the replay buffer (one kept, a new one every 10 minutes
+  of training), so a run stopped by Ctrl-C or a session's end resumes exactly where it was; a
+  finished run's checkpoint drops its buffer.
+
+Each figure compares the arms (ARMS), every one a config in configs/experiments/ run once per seed:
+baseline, one learner with N env steps; genetic, P learners syncing the fittest critic (`torchrun`,
+P ranks), N env steps each; nosync, the same P learners never syncing (the control that tells
+"sharing the critic" from "P learners"); baseline_total, one learner given the P learners' total
+P * N env steps (equal total compute); adaptive, genetic with rare early syncs and ever more frequent
+ones (the study's proposal). The sync period counts env steps per learner on any schedule: a sync
+shares what a learner learned from its experience, and the fast schedule changes the updates per env
+step, not the experience. Every process takes one thread (the default run.threads); `--jobs J` runs
+J runs at once. Runs are done in the order of the figures, then arms, then seeds; a finished run is
+kept and an interrupted one resumed, so the command can be repeated. Each run's CPU time is
+recorded per segment (segments.jsonl in its directory).
+
+A run's score is the mean over its learners of predator_return (population_mean_predator_return),
+averaged over its last evaluations (5 at the full budget, 3 at the short). Per figure, `maddpg.plot`
+draws the curves against env steps per learner and against total env steps (and, with --jobs 1,
+wall-clock), and writes the table beside each figure: per arm, mean and IQM with 95% CIs and the tests
+against the baseline and the no-sync control (maddpg/stats.py). Then every run's final predators (each
+learner's) play 100 episodes against the shipped weak and strong prey and a uniform random prey, on the
+same start states for every run (seed OPPONENT_SEED), written to opponents.json in the run and
+summarised per figure in <figure>_opponents.json, so arms trained against different prey are compared
+against the same opponents.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from omegaconf import OmegaConf
 
 from maddpg import plot
-from maddpg.checkpoint import list_checkpoints
+from maddpg.checkpoint import drop_buffer, list_checkpoints, sha256
+from maddpg.config import to_dict
+from maddpg.evaluate import evaluate_run
 from maddpg.metrics import read_rows
+from maddpg.pretrained import resolve_prey
 
 ROOT = Path(__file__).parent.parent
 EXPERIMENTS = ROOT / "configs" / "experiments"
-FIGURES = {  # figure: (title, arms)
-    "fig3_baseline_weak_prey": ("Fig. 3: MADDPG vs the weak prey", ["baseline_weak_prey"]),
-    "fig4_weak_prey": (
-        "Fig. 4: genetic, no-sync control and baseline, weak prey",
-        ["baseline_weak_prey", "genetic_weak_prey", "nosync_weak_prey"],
+SEGMENTS_FILE = "segments.jsonl"  # a run's training segments: env steps reached, CPU and wall seconds
+OPPONENTS_FILE = "opponents.json"
+OPPONENTS = ("weak", "strong", "random")
+OPPONENT_SEED = 10_000  # the final evaluations' start states, the same for every run
+OPPONENT_EPISODES = 100
+K = TypeVar("K")
+METRIC = "population_mean_predator_return"  # a one-learner run's own predator_return (maddpg.plot)
+
+
+@dataclass(frozen=True)
+class Budget:
+    steps_per_learner: int
+    learners: int  # the population arms' P
+    seeds: tuple[int, ...]
+    eval_every: int  # env steps per learner between evaluations
+    last: int  # evaluations averaged into a run's score
+    schedule: str | None  # a config laid over every arm's (relative to the repository), None: the arms' own
+    overrides: tuple[str, ...]  # for every run
+    out: str
+
+
+BUDGETS = {
+    "short": Budget(50_000, 2, (0, 1, 2), 1000, 3, None, (), "runs/figures"),
+    "full": Budget(
+        2_000_000, 4, (0, 1, 2, 3, 4), 20_000, 5, "configs/fast.yaml",
+        ("train.checkpoint_buffer=true", "train.keep_checkpoints=1", "train.checkpoint_minutes=10"),
+        "runs/figures_full",
     ),
-    "fig5_strong_prey": (
-        "Fig. 5: genetic, no-sync control and baseline, strong prey",
-        ["baseline_strong_prey", "genetic_strong_prey", "nosync_strong_prey"],
-    ),
-    "fig6_scratch": (
-        "Fig. 6: genetic, no-sync control and baseline, from scratch",
-        ["baseline_scratch", "genetic_scratch", "nosync_scratch"],
-    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Arm:
+    config: str  # configs/experiments/<config>_<setting>.yaml
+    population: bool = False  # P learners on P ranks, N env steps each
+    total_budget: bool = False  # one learner given the population's total, P * N env steps
+
+
+ARMS = {
+    "baseline": Arm("baseline"),
+    "genetic": Arm("genetic", population=True),
+    "nosync": Arm("nosync", population=True),
+    "baseline_total": Arm("baseline", total_budget=True),
+    "adaptive": Arm("adaptive", population=True),
+}
+AGAINST = ("baseline", "nosync")  # every arm is tested against these
+FIGURES = {  # figure: (title, setting, arms)
+    "fig3_baseline_weak_prey": ("Fig. 3: MADDPG vs the weak prey", "weak_prey", ("baseline",)),
+    "fig4_weak_prey": ("Fig. 4: the weak prey", "weak_prey", tuple(ARMS)),
+    "fig5_strong_prey": ("Fig. 5: the strong prey", "strong_prey", tuple(ARMS)),
+    "fig6_scratch": ("Fig. 6: predators and prey from scratch", "scratch", tuple(ARMS)),
 }
 
 
-def is_genetic(arm: str) -> bool:
-    return OmegaConf.load(EXPERIMENTS / f"{arm}.yaml").get("mode") == "genetic"
+class RunStopped(Exception):
+    """A run of the grid stopped (Ctrl-C) or failed; its message says which and what to do."""
 
 
-def run_arm(arm: str, seed: int, args: argparse.Namespace) -> Path:
-    """One seed of an arm, run to `steps` env steps per learner (or kept/resumed) -> its run directory."""
-    population = args.learners if is_genetic(arm) else 1
-    total = args.steps_per_learner * population
-    overrides = [f"train.eval_every={args.eval_every * population}", f"train.seed={seed}", *args.set]
-    return run_or_keep(args.out / f"{arm}_s{seed}", EXPERIMENTS / f"{arm}.yaml", overrides, total, population)
+@dataclass(frozen=True)
+class Grid:
+    budget: Budget
+    out: Path
+    set: tuple[str, ...]  # the user's overrides, after the budget's
+
+    def run_dir(self, arm: str, setting: str, seed: int) -> Path:
+        return self.out / f"{arm}_{setting}_s{seed}"
+
+    def run(self, arm: str, setting: str, seed: int, jobs: Jobs) -> Path:
+        """One seed of an arm, trained to its budget (or kept, or resumed) -> its run directory."""
+        spec, budget = ARMS[arm], self.budget
+        ranks = budget.learners if spec.population else 1
+        total = budget.steps_per_learner * (budget.learners if spec.population or spec.total_budget else 1)
+        overrides = [*schedule_overrides(budget.schedule), *budget.overrides]
+        overrides += [f"train.eval_every={budget.eval_every * ranks}", f"train.seed={seed}", *self.set]
+        config = EXPERIMENTS / f"{spec.config}_{setting}.yaml"
+        run_dir = run_or_keep(self.run_dir(arm, setting, seed), config, overrides, total, ranks, jobs)
+        checkpoints = list_checkpoints(run_dir, ranks)
+        if checkpoints:
+            drop_buffer(checkpoints[-1], ranks)
+        return run_dir
 
 
-def run_or_keep(run_dir: Path, config: Path, overrides: list[str], total: int, population: int = 1) -> Path:
+def schedule_overrides(schedule: str | None) -> list[str]:
+    """A schedule's config file as key=value overrides, but for train.*, which the grid sets."""
+    if schedule is None:
+        return []
+    flat = plot.flatten(to_dict(OmegaConf.load(ROOT / schedule)))
+    return [f"{key}={json.dumps(value)}" for key, value in flat.items() if not key.startswith("train.")]
+
+
+class Jobs:
+    """The runs' processes under way, so that a Ctrl-C reaching only the driver reaches them too."""
+
+    def __init__(self):
+        self.running: set[subprocess.Popen] = set()
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def stop(self) -> None:
+        """SIGINT to every run under way (a run ignores a second copy: torchrun's, the terminal's); none
+        starts after it."""
+        with self.lock:
+            self.stopping = True
+            for job in self.running:
+                job.send_signal(signal.SIGINT)
+
+    def wait(self, command: list[str]) -> tuple[int, float]:
+        """Run `command` in the repository -> (its exit code, its CPU seconds, children included); 130
+        at once after stop()."""
+        with self.lock:
+            if self.stopping:
+                return 130, 0.0
+            job = subprocess.Popen(command, cwd=ROOT)
+            self.running.add(job)
+        _, status, usage = os.wait4(job.pid, 0)
+        job.returncode = os.waitstatus_to_exitcode(status)
+        with self.lock:
+            self.running.discard(job)
+        return job.returncode, usage.ru_utime + usage.ru_stime
+
+
+def run_or_keep(
+    run_dir: Path, config: Path, overrides: list[str], total: int, population: int = 1, jobs: Jobs | None = None
+) -> Path:
     """`train.py --config config` with `overrides` to `total` env steps in run_dir: kept if it got
     there, resumed from its latest checkpoint if it has one, else started afresh. `population` ranks
-    (torchrun, a thread each) when more than one. -> run_dir"""
+    (torchrun) when more than one. Each segment's CPU time is appended to run_dir/segments.jsonl.
+    -> run_dir; raises RunStopped if the run was stopped or failed."""
     rows = read_rows(run_dir)
     if rows and rows[-1]["env_steps"] >= total:
         return run_dir
@@ -75,53 +205,123 @@ def run_or_keep(run_dir: Path, config: Path, overrides: list[str], total: int, p
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # started but never checkpointed: start again
         command = ["train.py", "--config", str(config), *overrides]
+    launcher = [sys.executable]
     if population > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={population}"]
-        command += ["run.threads=1"]
-    else:
-        launcher = [sys.executable]
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={population}"]
     print(f"{run_dir}: training to {total} env steps", file=sys.stderr)
-    job = subprocess.Popen([*launcher, *command], cwd=ROOT)
-    try:
-        code = job.wait()
-    except KeyboardInterrupt:  # Ctrl-C reached the run too: it finishes its episode and checkpoints
-        job.wait()
-        sys.exit(f"{run_dir} stopped; rerun to resume it")
+    start = time.perf_counter()
+    code, cpu = (jobs or Jobs()).wait([*launcher, *command])
+    rows = read_rows(run_dir)
+    segment = {"env_steps": rows[-1]["env_steps"] if rows else 0, "exit_code": code, "cpu_s": cpu,
+               "wall_s": time.perf_counter() - start}  # fmt: skip
+    if run_dir.is_dir():
+        with (run_dir / SEGMENTS_FILE).open("a") as segments:
+            segments.write(json.dumps(segment) + "\n")
+    if code in (130, 143):  # train.py's exit after a clean stop (SIGINT, SIGTERM)
+        raise RunStopped(f"{run_dir} stopped; rerun to resume it")
     if code:
-        sys.exit(f"{run_dir} failed (its error is above); rerun to resume it")
+        raise RunStopped(f"{run_dir} failed (its error is above); rerun to resume it")
     return run_dir
+
+
+def cpu_hours(run_dirs: list[Path]) -> float:
+    return sum(row["cpu_s"] for run in run_dirs for row in read_rows(run, SEGMENTS_FILE)) / 3600
+
+
+def run_all(tasks: dict[K, Callable[[Jobs], Path]], jobs: int) -> dict[K, Path]:
+    """Every task (one run: trains it, or keeps it, -> its directory) done, `jobs` at once, in order.
+    A run that fails leaves the others going; a Ctrl-C lets every run under way checkpoint. Either way
+    the driver then exits with what to rerun."""
+    processes = Jobs()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {key: pool.submit(task, processes) for key, task in tasks.items()}
+        try:
+            for future in futures.values():
+                future.exception()  # waits for it
+        except KeyboardInterrupt:
+            for future in futures.values():
+                future.cancel()
+            processes.stop()
+    errors = [str(f.exception()) for f in futures.values() if not f.cancelled() and f.exception()]
+    if errors or any(f.cancelled() for f in futures.values()):
+        sys.exit("\n".join(errors) or "stopped; rerun to resume")
+    return {key: future.result() for key, future in futures.items()}
+
+
+def final_evaluation(run_dir: Path) -> dict:
+    """Every learner of the run against each of OPPONENTS, OPPONENT_EPISODES episodes from the start
+    states of OPPONENT_SEED -> {opponent: {"learners": [mean predator_return per learner], "mean": ...}},
+    cached in run_dir/opponents.json with what it was measured on (the checkpoint, the shipped prey's
+    sha256), and measured again when either changed."""
+    checkpoint = list_checkpoints(run_dir, 1)[-1]
+    learners = len(list(checkpoint.glob("rank*.pt")))
+    shipped = {name: sha256(resolve_prey(name)) for name in OPPONENTS if name != "random"}
+    measured_on = {"checkpoint": checkpoint.name, "episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED} | shipped
+    cache = run_dir / OPPONENTS_FILE
+    if cache.is_file() and json.loads(cache.read_text())["measured_on"] == measured_on:
+        return json.loads(cache.read_text())["opponents"]
+    results = {}
+    for opponent in OPPONENTS:
+        returns = [
+            evaluate_run(run_dir, opponent, OPPONENT_SEED, rank, OPPONENT_EPISODES)[0]["predator_return"]["mean"]
+            for rank in range(learners)
+        ]
+        results[opponent] = {"learners": returns, "mean": sum(returns) / len(returns)}
+    cache.write_text(json.dumps({"measured_on": measured_on, "opponents": results}, indent=2) + "\n")
+    return results
+
+
+def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: bool) -> None:
+    """The figure's curves and tables (see the module's docstring), each table JSON with its axis and budget."""
+    title, _, _ = FIGURES[figure]
+    budget = grid.budget
+    context = {"figure": figure, "title": title, "budget": asdict(budget) | {"set": list(grid.set)},
+               "metric": METRIC, "last_evaluations": budget.last,
+               "cpu_hours": {arm: cpu_hours(paths) for arm, paths in runs.items()}}  # fmt: skip
+    context["cpu_hours_total"] = sum(context["cpu_hours"].values())
+    against = [arm for arm in AGAINST if arm in runs]
+    for x in ("steps_per_learner", "total_steps", *(["wall_clock"] if wall_clock else [])):
+        print(f"\n{title} (x: {x})")
+        out = grid.out / f"{figure}_{x}.png"
+        argv = [*map(str, (p for paths in runs.values() for p in paths)), "--x", x, "--metric", METRIC,
+                "--last", str(budget.last), "--names", *runs, "--title", title, "--out", str(out)]  # fmt: skip
+        rows = plot.main(argv + (["--against", *against] if against else []))
+        out.with_suffix(".json").write_text(json.dumps(context | {"axis": x, "arms": rows}, indent=2) + "\n")
+    tables = {}
+    for opponent in OPPONENTS:
+        scores = {arm: [final_evaluation(p)[opponent]["mean"] for p in paths] for arm, paths in runs.items()}
+        tables[opponent] = plot.score_table(scores, against)
+        print(f"\n{title}: final predators against the {opponent} prey, {OPPONENT_EPISODES} episodes")
+        print(plot.markdown(tables[opponent], f"predator_return over {OPPONENT_EPISODES} episodes"))
+    opponents = context | {"episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED, "opponents": tables}
+    (grid.out / f"{figure}_opponents.json").write_text(json.dumps(opponents, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps-per-learner", type=int, default=50_000)
-    parser.add_argument("--eval-every", type=int, default=1000, help="env steps per learner between evaluations")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--learners", type=int, default=2, help="genetic arms' population (ranks)")
+    parser.add_argument("--budget", choices=list(BUDGETS), default="short", help="the grid's defaults (see above)")
     parser.add_argument("--figures", nargs="+", choices=list(FIGURES), default=list(FIGURES))
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), help="only these arms (default: each figure's)")
+    parser.add_argument("--steps-per-learner", type=int)
+    parser.add_argument("--learners", type=int, help="the population arms' learners (ranks)")
+    parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--eval-every", type=int, help="env steps per learner between evaluations")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--set", nargs="+", default=[], metavar="key=value", help="overrides for every run")
-    parser.add_argument("--out", type=Path, default=Path("runs/figures"))
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    budget = BUDGETS[args.budget]
+    changes = {"steps_per_learner": args.steps_per_learner, "learners": args.learners, "eval_every": args.eval_every,
+               "seeds": tuple(args.seeds) if args.seeds else None}  # fmt: skip
+    budget = replace(budget, **{key: value for key, value in changes.items() if value is not None})
+    grid = Grid(budget, args.out or ROOT / budget.out, tuple(args.set))
+    arms = {figure: [a for a in FIGURES[figure][2] if args.arms is None or a in args.arms] for figure in args.figures}
+    plan = [(arm, FIGURES[f][1], seed) for f in args.figures for arm in arms[f] for seed in budget.seeds]
+    done = run_all({key: partial(grid.run, *key) for key in plan}, args.jobs)
     for figure in args.figures:
-        title, arms = FIGURES[figure]
-        runs = [str(run_arm(arm, seed, args)) for arm in arms for seed in args.seeds]
-        for x, until in (("steps_per_learner", []), ("total_steps", ["--until", str(args.steps_per_learner)]),
-                         ("wall_clock", [])):  # fmt: skip
-            print(f"\n{title} (x: {x})")
-            plot.main(
-                [
-                    *runs,
-                    "--x",
-                    x,
-                    *until,
-                    "--names",
-                    *arms,
-                    "--title",
-                    title,
-                    "--out",
-                    str(args.out / f"{figure}_{x}.png"),
-                ]
-            )
+        setting = FIGURES[figure][1]
+        runs = {arm: [done[arm, setting, seed] for seed in budget.seeds] for arm in arms[figure]}
+        report(grid, figure, runs, wall_clock=args.jobs == 1)
 
 
 if __name__ == "__main__":

@@ -3,19 +3,20 @@ mean learning curves with 95% bootstrap bands, and a final-performance table.
 
     python -m maddpg.plot RUN_DIRS... [--x steps_per_learner|total_steps|wall_clock]
                           [--metric predator_return] [--last 3] [--label KEY... | --names NAME...]
-                          [--until X] [--out FIG.png]
+                          [--until X] [--against GROUP...] [--out FIG.png]
 
 Runs whose configs agree but for train.seed and run.* are one group (the seeds of one arm);
 a group's label names the config keys on which the groups differ, or those given to
 `--label` (e.g. `--label mode`), or is given outright, one `--names` entry per group in
 order. Each group's curve is the mean over its runs, with a 95% percentile-bootstrap band
 over runs, on the x values that all its runs reached (wall-clock is interpolated). The table
-scores each run by the mean of its last `--last` evaluations, and tests every group against
-the first with Welch's t-test and a permutation test (maddpg/stats.py). `--until X` drops
-evaluations past X on the x axis, so the table compares the arms there: e.g.
-`--x total_steps --until 50000` compares a 2-learner genetic run at 25k steps per learner with a
-baseline at 50k, the same total env steps. The figure is written to --out, the table printed
-and written beside it as JSON.
+scores each run by the mean of its last `--last` evaluations; per group it gives the mean and
+the interquartile mean with rliable's 95% stratified-bootstrap CIs, and tests the group against
+each `--against` group (default: the first) with Welch's t-test, a permutation test and rliable's
+probability of improvement (maddpg/stats.py). `--metric population_mean_predator_return` scores a
+genetic run by the mean over its learners, and a one-learner run by its own predator_return.
+`--until X` drops evaluations past X on the x axis, so the table compares the arms there. The
+figure is written to --out, the table printed and written beside it as JSON.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from omegaconf import OmegaConf
 
 from maddpg.config import ConfigError, exit_on_error
 from maddpg.metrics import read_rows
-from maddpg.stats import bootstrap_ci, compare
+from maddpg.stats import bootstrap_ci, compare, improvement, summarise
 
 X_AXES = {  # --x choice: (metrics-row key, axis label)
     "steps_per_learner": ("env_steps_per_learner", "env steps per learner"),
@@ -42,6 +43,7 @@ X_AXES = {  # --x choice: (metrics-row key, axis label)
     "wall_clock": ("wall_clock", "wall-clock (s)"),
 }
 ALPHA = 0.05
+POPULATION_MEAN = "population_mean_"
 
 
 @dataclass
@@ -97,45 +99,63 @@ def curve(runs: list[Run], x_axis: str, metric: str) -> tuple[np.ndarray, np.nda
     """-> (x (T,), values (n_runs, T)) on the x values of the first run within the range every run reached."""
     key = X_AXES[x_axis][0]
     xs = [np.array([row[key] for row in run.rows], dtype=float) for run in runs]
-    ys = [np.array([row[metric] for row in run.rows], dtype=float) for run in runs]
+    ys = [np.array([value(row, metric) for row in run.rows], dtype=float) for run in runs]
     reached = min(x[-1] for x in xs)
     grid = xs[0][xs[0] <= reached]
     return grid, np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)])
 
 
+def value(row: dict, metric: str) -> float:
+    """`metric` in a row. A population_mean_* metric of a one-learner run, which logs none, is its
+    learner's own: predator_return for population_mean_predator_return."""
+    return row[metric] if metric in row else row[metric.removeprefix(POPULATION_MEAN)]
+
+
 def final_score(run: Run, metric: str, last: int) -> float:
-    return float(np.mean([row[metric] for row in run.rows[-last:]]))
+    return float(np.mean([value(row, metric) for row in run.rows[-last:]]))
 
 
-def table(groups: dict[str, list[Run]], metric: str, last: int) -> list[dict]:
-    """A row per group: final scores, their mean and 95% interval, and the test against the first group."""
-    scores = {label: [final_score(run, metric, last) for run in runs] for label, runs in groups.items()}
-    baseline = next(iter(scores.values()))
+def table(groups: dict[str, list[Run]], metric: str, last: int, against: list[str] | None = None) -> list[dict]:
+    """`score_table` of the groups' final scores."""
+    return score_table({label: [final_score(run, metric, last) for run in runs] for label, runs in groups.items()},
+                       against)  # fmt: skip
+
+
+def score_table(scores: dict[str, list[float]], against: list[str] | None = None) -> list[dict]:
+    """A row per group of scores (one per run): the scores, their mean and IQM with 95% CIs (rliable),
+    and the tests of the group against each group in `against` (default: the first)."""
+    against = against or list(scores)[:1]
     rows = []
-    for index, (label, values) in enumerate(scores.items()):
-        low, high = bootstrap_ci(values)
-        row = {"group": label, "runs": len(values), "scores": values, "mean": float(np.mean(values))}
-        row["ci95"] = [float(low), float(high)]
-        if index and len(values) > 1 and len(baseline) > 1:
-            row["vs_first"] = compare(values, baseline)
-            row["differs"] = row["vs_first"]["welch_p"] < ALPHA
+    for label, values in scores.items():
+        row = {"group": label, "runs": len(values), "scores": values} | summarise(values)
+        row["tests"] = {}
+        for other in against:
+            if other != label and len(values) > 1 and len(scores[other]) > 1:
+                test = compare(values, scores[other]) | improvement(values, scores[other])
+                row["tests"][other] = test | {"differs": test["welch_p"] < ALPHA}
         rows.append(row)
     return rows
 
 
-def markdown(rows: list[dict], metric: str, last: int) -> str:
+def markdown(rows: list[dict], score: str) -> str:
+    """The table, its scores described by `score`; each test reads `difference (Welch p, permutation p;
+    P(improvement))`."""
+    against = [row["group"] for row in rows if any(row["group"] in other["tests"] for other in rows)]
     lines = [
-        f"| group | runs | {metric} (mean of last {last} evaluations) | 95% CI | vs first: difference | Welch p | "
-        "permutation p | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| group | runs | {score}: mean [95% CI] | IQM [95% CI] | "
+        + " | ".join(f"vs {other}" for other in against)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(against),
     ]
     for row in rows:
-        test = row.get("vs_first")
-        verdict = "" if test is None else ("differs" if row["differs"] else "no detectable difference")
-        cells = [row["group"], str(row["runs"]), f"{row['mean']:.1f}", f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}]"]
-        cells += ["", "", "", ""] if test is None else [
-            f"{test['difference']:+.1f}", f"{test['welch_p']:.3f}", f"{test['permutation_p']:.3f}", verdict
-        ]  # fmt: skip
+        cells = [row["group"], str(row["runs"])]
+        cells += [f"{row[k]:.1f} [{row[f'{k}_ci95'][0]:.1f}, {row[f'{k}_ci95'][1]:.1f}]" for k in ("mean", "iqm")]
+        for other in against:
+            test = row["tests"].get(other)
+            cells.append("" if test is None else (
+                f"{test['difference']:+.1f} (p {test['welch_p']:.3f}, {test['permutation_p']:.3f}; "
+                f"P(>) {test['probability_of_improvement']:.2f})" + (" differs" if test["differs"] else "")
+            ))  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -183,25 +203,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--label", nargs="+", metavar="KEY", help="label arms by these config keys only")
     parser.add_argument("--names", nargs="+", metavar="NAME", help="label the arms so, in order of first appearance")
     parser.add_argument("--until", type=float, help="drop evaluations past this x value")
+    parser.add_argument("--against", nargs="+", metavar="GROUP", help="test the groups against these (default: first)")
     parser.add_argument("--title")
     parser.add_argument("--out", type=Path, default=Path("runs/comparison.png"))
     args = parser.parse_args(argv)
     try:
         runs = [load_run(path) for path in args.runs]
         for run in runs:
-            if any(args.metric not in row for row in run.rows):
+            if any(args.metric.removeprefix(POPULATION_MEAN) not in row for row in run.rows):
                 raise ConfigError(f"{run.path} has rows without {args.metric}: pick a --metric every run logs")
             if args.until is not None:
                 run.rows = [row for row in run.rows if row[X_AXES[args.x][0]] <= args.until]
                 if not run.rows:
                     raise ConfigError(f"{run.path} has no evaluation at {args.x} <= {args.until}: raise --until")
         groups = group(runs, args.label, args.names)
+        unknown = set(args.against or []) - set(groups)
+        if unknown:
+            names = " ".join(sorted(unknown))
+            raise ConfigError(f"--against {names}: no such group; the groups are {', '.join(groups)}")
     except ConfigError as error:
         exit_on_error(error)
     plot(groups, args.x, args.metric, args.out, args.title)
-    rows = table(groups, args.metric, args.last)
+    rows = table(groups, args.metric, args.last, args.against)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(markdown(rows, args.metric, args.last))
+    print(markdown(rows, f"{args.metric}, mean of the last {args.last} evaluations"))
     return rows
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from maddpg.checkpoint import checkpoint_dir, load_checkpoint, load_file, rank_file, save_atomic
-from maddpg.config import ConfigError, EnvConfig, Mode, PreyMode, exit_on_error, load_config, to_dict
+from maddpg.config import Config, ConfigError, EnvConfig, Mode, PreyMode, exit_on_error, load_config, to_dict
 from maddpg.envs import make_env
 from maddpg.networks import StackedMLP
 from maddpg.pretrained import MANIFEST, PREY_DIR, record, resolve_prey
@@ -105,9 +105,9 @@ def load_prey(path: str, env: EnvConfig, obs_dim: int, act_dim: int, device: tor
     return FrozenPrey(actor)
 
 
-def export(run_dir: Path, env_steps: int, name: str, command: str, prey_dir: Path = PREY_DIR) -> Path:
-    """The prey actor of a single-process run's checkpoint at `env_steps` -> the shipped prey `name`
-    (prey_dir/NAME.pt), recorded in prey_dir's manifest with its sha256 and provenance."""
+def write_prey_file(run_dir: Path, env_steps: int, path: Path) -> Config:
+    """The prey actor of a single-process run's checkpoint at `env_steps` -> a prey file at `path`;
+    -> the run's config."""
     checkpoint = checkpoint_dir(run_dir, env_steps)
     if not rank_file(checkpoint, 0).is_file():
         raise ConfigError(f"{run_dir} has no checkpoint at {env_steps} env steps: train it further or pick a step")
@@ -119,10 +119,19 @@ def export(run_dir: Path, env_steps: int, name: str, command: str, prey_dir: Pat
     actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=True)
     actor.load_state_dict(state["learner"]["actor"])
     prey_actor = actor.select(range(cfg.env.num_adversaries, cfg.n_agents))
-    path = prey_dir / f"{name}.pt"
     save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), path)
+    return cfg
+
+
+def export(
+    run_dir: Path, env_steps: int, name: str, command: str, prey_dir: Path = PREY_DIR, entry: dict | None = None
+) -> Path:
+    """The prey actor of a single-process run's checkpoint at `env_steps` -> the shipped prey `name`
+    (prey_dir/NAME.pt), recorded in prey_dir's manifest with its sha256, provenance and `entry`."""
+    path = prey_dir / f"{name}.pt"
+    cfg = write_prey_file(run_dir, env_steps, path)
     provenance = {"env_steps": env_steps, "seed": cfg.train.seed, "command": command, "config": to_dict(cfg)}
-    record(name, path, provenance, prey_dir / MANIFEST.name)
+    record(name, path, provenance | (entry or {}), prey_dir / MANIFEST.name)
     return path
 
 

@@ -11,7 +11,7 @@ import pytest
 import train
 from conftest import ROOT, wait_for_rows
 from maddpg import experiments
-from maddpg.checkpoint import checkpoint_dir, list_checkpoints
+from maddpg.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from maddpg.metrics import SYNCS_FILE, read_rows
 
 TOY = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "maddpg.learning_starts=64",
@@ -25,23 +25,37 @@ def test_every_experiment_config_runs_a_few_steps(path, tmp_path):
     assert [row["env_steps"] for row in read_rows(tmp_path / "run")] == [0, 100]
 
 
-def test_figures_driver_runs_every_arm_per_learner_then_keeps_them(tmp_path, capsys):
+def test_figures_driver_runs_every_arm_at_its_budget_then_keeps_them(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(experiments, "OPPONENT_EPISODES", 10)
     argv = ["--steps-per-learner", "200", "--eval-every", "100", "--seeds", "0", "1", "--learners", "2",
-            "--figures", "fig4_weak_prey", "--out", str(tmp_path), "--set", *TOY, "genetic.sync_every=100"]  # fmt: skip
+            "--figures", "fig4_weak_prey", "--out", str(tmp_path), "--jobs", "2",
+            "--set", *TOY, "genetic.sync_every=100", "train.checkpoint_buffer=true"]  # fmt: skip
     experiments.main(argv)
-    for arm, learners in (("baseline_weak_prey", 1), ("genetic_weak_prey", 2), ("nosync_weak_prey", 2)):
+    budgets = {"baseline": (1, 200), "genetic": (2, 200), "nosync": (2, 200), "baseline_total": (1, 400),
+               "adaptive": (2, 200)}  # arm: (learners, env steps per learner)  # fmt: skip
+    for arm, (learners, steps) in budgets.items():
         for seed in (0, 1):
-            rows = read_rows(tmp_path / f"{arm}_s{seed}")
-            assert [row["env_steps_per_learner"] for row in rows] == [0, 100, 200]
-            assert rows[-1]["env_steps"] == 200 * learners
-    for x in ("steps_per_learner", "total_steps", "wall_clock"):
+            run = tmp_path / f"{arm}_weak_prey_s{seed}"
+            rows = read_rows(run)
+            assert [row["env_steps_per_learner"] for row in rows] == list(range(0, steps + 1, 100))
+            assert rows[-1]["env_steps"] == steps * learners
+            assert [s["cpu_s"] > 0 for s in read_rows(run, experiments.SEGMENTS_FILE)] == [True]
+            final = list_checkpoints(run, learners)[-1]
+            assert all("data" not in load_checkpoint(final, r)["buffer"] for r in range(learners))  # dropped
+            opponents = json.loads((run / experiments.OPPONENTS_FILE).read_text())["opponents"]
+            assert [len(opponents[o]["learners"]) for o in ("weak", "strong", "random")] == [learners] * 3
+    for x in ("steps_per_learner", "total_steps"):
         table = json.loads((tmp_path / f"fig4_weak_prey_{x}.json").read_text())
-        assert [row["runs"] for row in table] == [2, 2, 2]
-        assert [row["group"] for row in table] == ["baseline_weak_prey", "genetic_weak_prey", "nosync_weak_prey"]
-    # equal total steps: the genetic learners are compared at 100 steps each, the baseline at 200
-    at_total = json.loads((tmp_path / "fig4_weak_prey_total_steps.json").read_text())
-    genetic_rows = [read_rows(tmp_path / f"genetic_weak_prey_s{seed}") for seed in (0, 1)]
-    assert at_total[1]["scores"] == [sum(r["predator_return"] for r in rows[:2]) / 2 for rows in genetic_rows]
+        assert table["axis"] == x and table["budget"]["steps_per_learner"] == 200
+        assert [row["group"] for row in table["arms"]] == list(budgets) and table["cpu_hours_total"] > 0
+        assert sorted(table["arms"][1]["tests"]) == ["baseline", "nosync"]  # genetic against both references
+    assert not (tmp_path / "fig4_weak_prey_wall_clock.json").exists()  # runs shared the cores: no wall-clock
+    genetic = [read_rows(tmp_path / f"genetic_weak_prey_s{seed}") for seed in (0, 1)]
+    table = json.loads((tmp_path / "fig4_weak_prey_steps_per_learner.json").read_text())
+    assert table["arms"][1]["scores"] == [sum(r["population_mean_predator_return"] for r in rows[-3:]) / 3
+                                          for rows in genetic]  # fmt: skip
+    against = json.loads((tmp_path / "fig4_weak_prey_opponents.json").read_text())["opponents"]
+    assert [row["runs"] for row in against["strong"]] == [2] * 5
     metrics = tmp_path / "baseline_weak_prey_s0" / "metrics.jsonl"
     stamp = metrics.stat().st_mtime_ns
     capsys.readouterr()
@@ -50,6 +64,14 @@ def test_figures_driver_runs_every_arm_per_learner_then_keeps_them(tmp_path, cap
     assert not (tmp_path / "nosync_weak_prey_s0" / SYNCS_FILE).exists()  # the control never syncs
     assert (tmp_path / "genetic_weak_prey_s0" / SYNCS_FILE).exists()
     assert metrics.stat().st_mtime_ns == stamp
+
+
+def test_the_full_budget_lays_the_fast_schedule_over_every_arm():
+    overrides = experiments.schedule_overrides(experiments.BUDGETS["full"].schedule)
+    assert "maddpg.updates_per_step=0.025" in overrides and "env.n_envs=64" in overrides
+    assert not any(o.startswith("train.") for o in overrides)  # the grid sets the budget
+    full = experiments.BUDGETS["full"]
+    assert (full.steps_per_learner, full.learners, len(full.seeds)) == (2_000_000, 4, 5)
 
 
 def test_ctrl_c_lets_the_drivers_run_checkpoint_then_a_rerun_resumes_it(tmp_path):

@@ -73,10 +73,31 @@ def test_verdicts_tell_a_real_difference_from_noise(runs, tmp_path):
     rows = plot.main([*map(str, [*low, *high, *same]), "--out", str(out)])
     assert out.is_file() and json.loads(out.with_suffix(".json").read_text()) == rows
     first, higher, equal = rows
-    assert first["mean"] == pytest.approx(10.0, abs=1.0) and "vs_first" not in first
-    assert higher["differs"] and higher["vs_first"]["difference"] == pytest.approx(20.0, abs=1.5)
-    assert not equal["differs"]
-    assert first["ci95"][0] <= first["mean"] <= first["ci95"][1]
+    assert first["mean"] == pytest.approx(10.0, abs=1.0) and first["tests"] == {}
+    against_first = higher["tests"][first["group"]]
+    assert against_first["differs"] and against_first["difference"] == pytest.approx(20.0, abs=1.5)
+    assert against_first["probability_of_improvement"] == 1.0  # every high run beats every low one
+    assert not equal["tests"][first["group"]]["differs"]
+    assert 0.2 < equal["tests"][first["group"]]["probability_of_improvement"] < 0.8
+    for row in rows:
+        assert row["mean_ci95"][0] <= row["mean"] <= row["mean_ci95"][1]
+        assert row["iqm_ci95"][0] <= row["iqm"] <= row["iqm_ci95"][1]
+
+
+def test_every_group_is_tested_against_each_against_group(runs, tmp_path):
+    low, high, same = runs
+    names = ["low", "high", "same"]
+    rows = plot.main([*map(str, [*low, *high, *same]), "--names", *names, "--against", "low", "same",
+                      "--out", str(tmp_path / "f.png")])  # fmt: skip
+    assert [sorted(row["tests"]) for row in rows] == [["same"], ["low", "same"], ["low"]]
+    assert rows[1]["tests"]["same"]["differs"] and not rows[0]["tests"]["same"]["differs"]
+
+
+def test_a_population_mean_metric_scores_a_one_learner_run_by_its_own(runs, tmp_path):
+    low, _, _ = runs
+    rows = plot.main([*map(str, low), "--metric", "population_mean_predator_return", "--out", str(tmp_path / "f.png")])
+    own = plot.main([*map(str, low), "--out", str(tmp_path / "g.png")])
+    assert rows[0]["scores"] == own[0]["scores"]
 
 
 def test_until_compares_the_arms_at_that_x(runs, tmp_path):
@@ -88,7 +109,8 @@ def test_until_compares_the_arms_at_that_x(runs, tmp_path):
 
 def test_a_missing_metric_or_run_exits_with_one_line(runs, tmp_path, capsys):
     low, _, _ = runs
-    bad = ([str(low[0]), "--metric", "no_such_key"], [str(tmp_path / "nothing")], [str(low[0]), "--until", "-1"])
+    bad = ([str(low[0]), "--metric", "no_such_key"], [str(tmp_path / "nothing")], [str(low[0]), "--until", "-1"],
+           [str(low[0]), "--against", "no_such_group"])  # fmt: skip
     for argv in bad:
         with pytest.raises(SystemExit) as info:
             plot.main([*argv, "--out", str(tmp_path / "fig.png")])
