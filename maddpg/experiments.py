@@ -228,20 +228,30 @@ def cpu_hours(run_dirs: list[Path]) -> float:
     return sum(row["cpu_s"] for run in run_dirs for row in read_rows(run, SEGMENTS_FILE)) / 3600
 
 
+def interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def run_all(tasks: dict[K, Callable[[Jobs], Path]], jobs: int) -> dict[K, Path]:
     """Every task (one run: trains it, or keeps it, -> its directory) done, `jobs` at once, in order.
-    A run that fails leaves the others going; a Ctrl-C lets every run under way checkpoint. Either way
-    the driver then exits with what to rerun."""
+    A run that fails leaves the others going; a Ctrl-C or SIGTERM lets every run under way checkpoint
+    and starts no other. Either way the driver then exits with what to rerun."""
+    # A shell starts a background job with SIGINT ignored; `kill -INT` must stop the driver all the same.
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     processes = Jobs()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {key: pool.submit(task, processes) for key, task in tasks.items()}
-        try:
-            for future in futures.values():
-                future.exception()  # waits for it
-        except KeyboardInterrupt:
-            for future in futures.values():
-                future.cancel()
-            processes.stop()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {key: pool.submit(task, processes) for key, task in tasks.items()}
+            try:
+                for future in futures.values():
+                    future.exception()  # waits for it
+            except KeyboardInterrupt:
+                for future in futures.values():
+                    future.cancel()
+                processes.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     errors = [str(f.exception()) for f in futures.values() if not f.cancelled() and f.exception()]
     if errors or any(f.cancelled() for f in futures.values()):
         sys.exit("\n".join(errors) or "stopped; rerun to resume")

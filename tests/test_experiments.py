@@ -86,3 +86,18 @@ def test_ctrl_c_lets_the_drivers_run_checkpoint_then_a_rerun_resumes_it(tmp_path
     assert "Traceback" not in stderr
     step = int(stderr.split("stopped by SIGINT at env step ")[1].split(",")[0])
     assert list_checkpoints(run, 1)[-1] == checkpoint_dir(run, step)
+
+
+def test_a_background_driver_stopped_by_kill_stops_its_run_and_starts_no_other(tmp_path):
+    """A shell starts a background job with SIGINT ignored, and `kill -INT` reaches the driver alone."""
+    argv = [sys.executable, "-m", "maddpg.experiments", "--steps-per-learner", "100000", "--eval-every", "100",
+            "--seeds", "0", "1", "--figures", "fig3_baseline_weak_prey", "--out", str(tmp_path),
+            "--set", *TOY]  # fmt: skip
+    job = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    run = tmp_path / "baseline_weak_prey_s0"
+    wait_for_rows(job, run, 2)
+    os.kill(job.pid, signal.SIGINT)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 1 and f"{run} stopped; rerun to resume it" in stderr, stderr[-3000:]
+    assert list_checkpoints(run, 1) and not (tmp_path / "baseline_weak_prey_s1").exists()
