@@ -210,14 +210,15 @@ def run_or_keep(
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={population}"]
     print(f"{run_dir}: training to {total} env steps", file=sys.stderr)
     start = time.perf_counter()
-    code, cpu = (jobs or Jobs()).wait([*launcher, *command])
+    jobs = jobs or Jobs()
+    code, cpu = jobs.wait([*launcher, *command])
     rows = read_rows(run_dir)
     segment = {"env_steps": rows[-1]["env_steps"] if rows else 0, "exit_code": code, "cpu_s": cpu,
                "wall_s": time.perf_counter() - start}  # fmt: skip
     if run_dir.is_dir():
         with (run_dir / SEGMENTS_FILE).open("a") as segments:
             segments.write(json.dumps(segment) + "\n")
-    if code in (130, 143):  # train.py's exit after a clean stop (SIGINT, SIGTERM)
+    if code in (130, 143) or (code and jobs.stopping):  # a clean stop (torchrun exits 1 on SIGINT)
         raise RunStopped(f"{run_dir} stopped; rerun to resume it")
     if code:
         raise RunStopped(f"{run_dir} failed (its error is above); rerun to resume it")

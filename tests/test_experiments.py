@@ -88,16 +88,18 @@ def test_ctrl_c_lets_the_drivers_run_checkpoint_then_a_rerun_resumes_it(tmp_path
     assert list_checkpoints(run, 1)[-1] == checkpoint_dir(run, step)
 
 
-def test_a_background_driver_stopped_by_kill_stops_its_run_and_starts_no_other(tmp_path):
-    """A shell starts a background job with SIGINT ignored, and `kill -INT` reaches the driver alone."""
+@pytest.mark.parametrize("arm", ["baseline", "genetic"])
+def test_a_background_driver_stopped_by_kill_stops_its_run_and_starts_no_other(arm, tmp_path):
+    """A shell starts a background job with SIGINT ignored, and `kill -INT` reaches the driver alone; a
+    genetic run's torchrun then exits 1, not 130."""
     argv = [sys.executable, "-m", "maddpg.experiments", "--steps-per-learner", "100000", "--eval-every", "100",
-            "--seeds", "0", "1", "--figures", "fig3_baseline_weak_prey", "--out", str(tmp_path),
-            "--set", *TOY]  # fmt: skip
+            "--seeds", "0", "1", "--figures", "fig4_weak_prey", "--arms", arm, "--learners", "2",
+            "--out", str(tmp_path), "--set", *TOY]  # fmt: skip
     job = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
-    run = tmp_path / "baseline_weak_prey_s0"
+    run = tmp_path / f"{arm}_weak_prey_s0"
     wait_for_rows(job, run, 2)
     os.kill(job.pid, signal.SIGINT)
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 1 and f"{run} stopped; rerun to resume it" in stderr, stderr[-3000:]
-    assert list_checkpoints(run, 1) and not (tmp_path / "baseline_weak_prey_s1").exists()
+    assert list_checkpoints(run, 2 if arm == "genetic" else 1) and not (tmp_path / f"{arm}_weak_prey_s1").exists()
