@@ -2,20 +2,23 @@
 
 As a command, it evaluates a trained run against any prey and can draw an episode:
 
-    python -m maddpg.evaluate RUN_DIR_OR_CHECKPOINT [--episodes N] [--prey weak|strong|random|learned|PATH]
-                              [--seed S] [--rank R] [--gif FILE] [--out FILE]
+    python -m maddpg.evaluate RUN_DIR_OR_CHECKPOINT [--episodes N] [--seed S] [--rank R] [--out FILE]
+                              [--prey learned|still|random|flee|weak|strong|PATH] [--gif FILE] | [--suite]
 
 It prints a JSON summary (means with 95% bootstrap confidence intervals over the episodes) and
 writes it to --out (default: evaluation.json beside the checkpoint directories, in the run
 directory). The default prey is the run's own; the default seed the run's, which replays the
-start states of the run's evaluations.
+start states of the run's evaluations. `--suite` plays the run's predators against every prey of
+SUITE (the scripted still, random and fleeing prey, and the shipped weak and strong prey), each
+beside the greedy team (maddpg/scripted.py) on the same start states, and prints the table
+(default --out: suite.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,14 +26,16 @@ import torch
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, load_config
 from maddpg.envs import VecEnv, make_env
-from maddpg.learner import Maddpg
+from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
 from maddpg.prey import RandomPrey, load_prey
 from maddpg.render import record_episode, render_states, write_gif
+from maddpg.scripted import FleeingPrey, GreedyTeam, StillPrey, Team
 from maddpg.seeding import ENV_EVAL
 from maddpg.stats import bootstrap_ci
 
 METRICS = ("predator_return", "capture_rate", "prey_return")
+SUITE = ("still", "random", "flee", "weak", "strong")  # the prey of --suite
 
 
 @torch.no_grad()
@@ -86,17 +91,26 @@ def trained_actors(checkpoint: Path, cfg: Config, mode: Mode, rank: int, env: Ve
     return actor
 
 
-def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv, seed: int) -> Maddpg:
-    """The run's predators (and its prey when `prey` is learned) acting against `prey`."""
-    k = cfg.env.num_adversaries
+def opponent(prey: str, cfg: Config, env: VecEnv, seed: int) -> Prey | None:
+    """A prey by name -> the policy that plays it: None for `learned` (the run's own prey actors), a
+    scripted prey (still, random, flee: maddpg/scripted.py), a shipped prey (weak, strong) or a prey file."""
     if prey == "learned":
         if cfg.prey.mode != PreyMode.learn:
             raise ConfigError(f"--prey learned: this run's prey did not learn (prey.mode={cfg.prey.mode})")
-        policy, learners = None, cfg.n_agents
-    elif prey == "random":
-        policy, learners = RandomPrey(env.act_dim, torch.Generator().manual_seed(seed)), k
-    else:
-        policy, learners = load_prey(prey, cfg.env, env.obs_dim, env.act_dim, "cpu"), k
+        return None
+    if prey == "still":
+        return StillPrey()
+    if prey == "random":
+        return RandomPrey(env.act_dim, torch.Generator().manual_seed(seed))
+    if prey == "flee":
+        return FleeingPrey(cfg.env)
+    return load_prey(prey, cfg.env, env.obs_dim, env.act_dim, "cpu")
+
+
+def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv, seed: int) -> Maddpg:
+    """The run's predators (and its prey when `prey` is learned) acting against `prey`."""
+    policy = opponent(prey, cfg, env, seed)
+    learners = cfg.n_agents if policy is None else cfg.env.num_adversaries
     learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, policy, torch.Generator().manual_seed(seed))
     learner.actor.load_state_dict(actors.select(range(learners)).state_dict())
     return learner
@@ -115,42 +129,98 @@ def summarize(episodes: dict[str, torch.Tensor]) -> dict[str, dict]:
     return summary
 
 
+@dataclass
+class Trained:
+    """A run's trained actors, as a checkpoint holds them."""
+
+    checkpoint: Path
+    env_steps: int
+    cfg: Config  # the run's, for one process on the CPU
+    actors: StackedMLP
+
+
+def load_trained(target: Path, rank: int) -> Trained:
+    """The latest checkpoint of a run (or the checkpoint named) -> its actors (genetic: learner `rank`'s)."""
+    checkpoint = latest_checkpoint(target)
+    state = load_checkpoint(checkpoint, 0)
+    cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
+    actors = trained_actors(checkpoint, cfg, Mode(state["config"]["mode"]), rank, make_env(cfg.env))
+    return Trained(checkpoint, state["progress"]["env_steps"], cfg, actors)
+
+
 def evaluate_run(
     target: Path, prey: str | None = None, seed: int | None = None, rank: int = 0, episodes: int = 100
 ) -> tuple[dict, Maddpg, Config]:
     """A run's predators (genetic: learner `rank`'s) in `episodes` noise-free episodes against `prey`
     (default: the run's own) from the start states of `seed` (default: the run's)
     -> (the summary, the learner that played, the run's config)."""
-    checkpoint = latest_checkpoint(target)
-    state = load_checkpoint(checkpoint, 0)
-    mode = Mode(state["config"]["mode"])
-    cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
+    trained = load_trained(target, rank)
+    cfg = trained.cfg
     prey = prey or default_prey(cfg)
     seed = cfg.train.seed if seed is None else seed
     env = make_env(replace(cfg.env, n_envs=episodes))
-    learner = build_learner(cfg, trained_actors(checkpoint, cfg, mode, rank, env), prey, env, seed)
-    summary = {"checkpoint": str(checkpoint), "env_steps": state["progress"]["env_steps"], "prey": prey, "seed": seed}
+    learner = build_learner(cfg, trained.actors, prey, env, seed)
+    summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "prey": prey, "seed": seed}
     summary |= {"rank": rank, "episodes": episodes} | summarize(evaluate_episodes(learner, env, seed))
     return summary, learner, cfg
+
+
+def suite(target: Path, seed: int | None = None, rank: int = 0, episodes: int = 100) -> dict:
+    """A run's predators against every prey of SUITE, each beside the greedy team (maddpg/scripted.py)
+    on the same start states (and a random prey's same draws) -> {"suite": {prey: {"predators":
+    summary, "greedy": summary}}, ...}."""
+    trained = load_trained(target, rank)
+    cfg = trained.cfg
+    seed = cfg.train.seed if seed is None else seed
+    env = make_env(replace(cfg.env, n_envs=episodes))
+    results = {}
+    for prey in SUITE:
+        predators = build_learner(cfg, trained.actors, prey, env, seed)
+        greedy = Team(GreedyTeam(cfg.env), opponent(prey, cfg, env, seed), cfg.env.num_adversaries)
+        results[prey] = {team: summarize(evaluate_episodes(player, env, seed))
+                         for team, player in (("predators", predators), ("greedy", greedy))}  # fmt: skip
+    summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "seed": seed, "rank": rank}
+    return summary | {"episodes": episodes, "suite": results}
+
+
+def suite_table(summary: dict) -> str:
+    """The suite as a markdown table of predator_return: mean [95% CI]."""
+
+    def cell(result: dict) -> str:
+        value = result["predator_return"]
+        return f"{value['mean']:.1f} [{value['ci95'][0]:.1f}, {value['ci95'][1]:.1f}]"
+
+    lines = ["| prey | the run's predators | greedy team | difference |", "|---|---|---|---|"]
+    for prey, result in summary["suite"].items():
+        difference = result["predators"]["predator_return"]["mean"] - result["greedy"]["predator_return"]["mean"]
+        lines.append(f"| {prey} | {cell(result['predators'])} | {cell(result['greedy'])} | {difference:+.1f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=Path, help="a run directory, a checkpoint directory or a rank file")
     parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--prey", help="weak, strong, random, learned or a prey file (default: the run's own)")
+    parser.add_argument("--prey", help="learned, still, random, flee, weak, strong or a prey file (default: the run's)")
+    parser.add_argument("--suite", action="store_true", help="against every prey of the suite, beside the greedy team")
     parser.add_argument("--seed", type=int, help="start states (default: the run's train.seed)")
     parser.add_argument("--rank", type=int, default=0, help="genetic mode: which learner")
     parser.add_argument("--gif", type=Path, help="also draw the first episode into this GIF")
-    parser.add_argument("--out", type=Path, help="the JSON summary (default: RUN_DIR/evaluation.json)")
+    parser.add_argument("--out", type=Path, help="the JSON summary (default: RUN_DIR/evaluation.json or suite.json)")
     args = parser.parse_args(argv)
     try:
-        summary, learner, cfg = evaluate_run(args.target, args.prey, args.seed, args.rank, args.episodes)
+        if args.suite and (args.prey or args.gif):
+            raise ConfigError("--suite plays every prey and draws nothing: drop --prey and --gif, or --suite")
+        if args.suite:
+            summary = suite(args.target, args.seed, args.rank, args.episodes)
+        else:
+            summary, learner, cfg = evaluate_run(args.target, args.prey, args.seed, args.rank, args.episodes)
     except ConfigError as error:
         exit_on_error(error)
-    out = args.out or Path(summary["checkpoint"]).parent.parent / "evaluation.json"
+    name = "suite.json" if args.suite else "evaluation.json"
+    out = args.out or Path(summary["checkpoint"]).parent.parent / name
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    print(suite_table(summary) if args.suite else json.dumps(summary, indent=2))
     if args.gif:
         write_gif(render_states(record_episode(learner, cfg.env, summary["seed"]), cfg.env), args.gif)
     return summary

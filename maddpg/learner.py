@@ -11,8 +11,9 @@ from maddpg.buffer import Batch
 from maddpg.config import ExploreConfig, MaddpgConfig
 from maddpg.networks import StackedMLP
 from maddpg.prey import FrozenPrey, RandomPrey
+from maddpg.scripted import Scripted
 
-Prey = FrozenPrey | RandomPrey | None
+Prey = FrozenPrey | RandomPrey | Scripted | None
 
 
 def exploration_scale(initial: float, cfg: ExploreConfig, step: int) -> float:
