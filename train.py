@@ -73,7 +73,7 @@ from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
 from maddpg.pipeline import DONE, SAVE, RolloutLink, serve_updates
 from maddpg.plot import plot_learning_curve
-from maddpg.prey import RandomPrey, load_prey, prey_actor, prey_payload
+from maddpg.prey import RandomPrey, prey_actor, prey_payload, prey_policy
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.stop import StopRequest
 
@@ -223,13 +223,11 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     streams = seeding.Streams(cfg.train.seed, place.replica)
     env = make_env(cfg.env, device)
     eval_env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes), device)
-    if cfg.prey.mode == PreyMode.fixed:
-        prey = load_prey(cfg.prey.checkpoint, cfg.env, env.obs_dim, env.act_dim, device)
-    elif cfg.prey.mode == PreyMode.random:
-        acting, targets = (streams.generator(purpose, device) for purpose in (seeding.PREY, seeding.PREY_TARGET))
-        prey = RandomPrey(env.act_dim, acting, targets)
-    else:
-        prey = None
+    prey = None
+    if cfg.prey.mode != PreyMode.learn:
+        generators = tuple(streams.generator(purpose, device) for purpose in (seeding.PREY, seeding.PREY_TARGET))
+        name = cfg.prey.checkpoint if cfg.prey.mode == PreyMode.fixed else cfg.prey.mode
+        prey = prey_policy(name, cfg.env, env.obs_dim, env.act_dim, device, generators)
     diverse = cfg.mode == Mode.genetic and cfg.genetic.diverse_init
     torch.manual_seed(seeding.Streams(cfg.train.seed, place.replica if diverse else 0).seed_of(seeding.INIT))
     learner = Maddpg(
@@ -354,9 +352,8 @@ def stopped_line(stop: StopRequest, env_steps: int, run_dir: Path, world_size: i
 
 def summary_line(row: dict, cfg: Config) -> str:
     """The final evaluation in one line."""
-    prey = {PreyMode.learn: "its own learned prey", PreyMode.random: "a random prey"}.get(
-        cfg.prey.mode, f"the {cfg.prey.checkpoint} prey"
-    )
+    prey = {PreyMode.learn: "its own learned prey", PreyMode.random: "a random prey", PreyMode.still: "a still prey",
+            PreyMode.flee: "the fleeing prey"}.get(cfg.prey.mode, f"the {cfg.prey.checkpoint} prey")  # fmt: skip
     return (
         f"final evaluation at {row['env_steps']:,} env steps ({cfg.train.eval_episodes} noise-free episodes "
         f"against {prey}): predator_return {row['predator_return']:.1f}, capture_rate {row['capture_rate']:.3f}, "

@@ -56,6 +56,8 @@ class PreyMode(StrEnum):
     learn = "learn"  # the prey is a MADDPG agent too
     fixed = "fixed"  # a pretrained prey actor, loaded from `prey.checkpoint` and frozen
     random = "random"  # uniform random actions in [0, 1]^5
+    still = "still"  # scripted: never pushes (maddpg/scripted.py)
+    flee = "flee"  # scripted: flees the predators, round obstacles, away from the arena's edge (maddpg/scripted.py)
 
 
 class Backend(StrEnum):

@@ -28,9 +28,9 @@ from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, lo
 from maddpg.envs import VecEnv, make_env
 from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
-from maddpg.prey import RandomPrey, load_prey
+from maddpg.prey import prey_policy
 from maddpg.render import record_episode, render_states, write_gif
-from maddpg.scripted import FleeingPrey, GreedyTeam, StillPrey, Team
+from maddpg.scripted import GreedyTeam, Team
 from maddpg.seeding import ENV_EVAL
 from maddpg.stats import bootstrap_ci
 
@@ -98,13 +98,8 @@ def opponent(prey: str, cfg: Config, env: VecEnv, seed: int) -> Prey | None:
         if cfg.prey.mode != PreyMode.learn:
             raise ConfigError(f"--prey learned: this run's prey did not learn (prey.mode={cfg.prey.mode})")
         return None
-    if prey == "still":
-        return StillPrey()
-    if prey == "random":
-        return RandomPrey(env.act_dim, torch.Generator().manual_seed(seed))
-    if prey == "flee":
-        return FleeingPrey(cfg.env)
-    return load_prey(prey, cfg.env, env.obs_dim, env.act_dim, "cpu")
+    generator = torch.Generator().manual_seed(seed)
+    return prey_policy(prey, cfg.env, env.obs_dim, env.act_dim, "cpu", (generator, generator))
 
 
 def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv, seed: int) -> Maddpg:

@@ -14,8 +14,10 @@ from maddpg.config import Config, ConfigError, EnvConfig, Mode, PreyMode, exit_o
 from maddpg.envs import make_env
 from maddpg.networks import StackedMLP
 from maddpg.pretrained import MANIFEST, PREY_DIR, record, resolve_prey
+from maddpg.scripted import FleeingPrey, Scripted, StillPrey
 
 PREY_FILE_VERSION = 1
+Generators = tuple[torch.Generator, torch.Generator]  # a random prey's: acting, and its critics' targets
 
 
 class FrozenPrey(nn.Module):
@@ -121,6 +123,20 @@ def write_prey_file(run_dir: Path, env_steps: int, path: Path) -> Config:
     prey_actor = actor.select(range(cfg.env.num_adversaries, cfg.n_agents))
     save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), path)
     return cfg
+
+
+def prey_policy(
+    name: str, env: EnvConfig, obs_dim: int, act_dim: int, device: torch.device | str, generators: Generators
+) -> FrozenPrey | RandomPrey | Scripted:
+    """A prey that does not learn, by name: `still` or `flee` (scripted), `random` (drawing its actions
+    and its critics' target actions from `generators`), or a shipped prey or prey file (load_prey)."""
+    if name == PreyMode.still:
+        return StillPrey()
+    if name == PreyMode.flee:
+        return FleeingPrey(env)
+    if name == PreyMode.random:
+        return RandomPrey(act_dim, *generators)
+    return load_prey(name, env, obs_dim, act_dim, device)
 
 
 def export(

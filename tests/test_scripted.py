@@ -10,6 +10,7 @@ import train
 from maddpg import evaluate
 from maddpg.config import EnvConfig
 from maddpg.envs import make_env
+from maddpg.metrics import read_rows
 from maddpg.scripted import FleeingPrey, GreedyTeam, Layout, StillPrey, Team, push
 
 ENV = EnvConfig(n_envs=200)
@@ -87,3 +88,12 @@ def test_the_suite_plays_the_runs_predators_and_the_greedy_team_against_every_pr
     assert summary["suite"]["still"]["greedy"]["predator_return"]["mean"] == pytest.approx(
         greedy["predator_return"].mean().item()
     )
+
+
+@pytest.mark.parametrize("mode", ["still", "flee"])
+def test_predators_train_against_a_scripted_prey(mode, tmp_path, run_args, capsys):
+    train.main(run_args("run", f"prey.mode={mode}", "train.total_steps=400", "run.gif=false"))
+    rows = read_rows(tmp_path / "run")
+    assert rows[-1]["env_steps"] == 400 and "critic_loss/adversary_0" in rows[-1]
+    assert "critic_loss/agent_0" not in rows[-1]  # the prey does not learn
+    assert {"still": "a still prey", "flee": "the fleeing prey"}[mode] in capsys.readouterr().out
