@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from maddpg import elastic, seeding
-from maddpg.buffer import Batch, ReplayBuffer
+from maddpg.buffer import ReplayBuffer, states
 from maddpg.checkpoint import (
     CHECKPOINT_VERSION,
     latest_good_checkpoint,
@@ -76,6 +76,7 @@ from maddpg.plot import plot_learning_curve
 from maddpg.prey import RandomPrey, prey_actor, prey_payload, prey_policy
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.stop import StopRequest
+from maddpg.twin import Observer
 
 T = TypeVar("T")
 
@@ -237,8 +238,8 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
     buffer = ReplayBuffer(
-        cfg.maddpg.buffer_size * place.population // place.replicas, env.n_agents, env.obs_dim, env.act_dim,
-        seed=streams.seed_of(seeding.SAMPLE), device=device,
+        cfg.maddpg.buffer_size * place.population // place.replicas, Observer(cfg.env, device), cfg.env.num_obstacles,
+        env.act_dim, seed=streams.seed_of(seeding.SAMPLE), device=device, state_dtype=env.state_dtype,
     )  # fmt: skip
     return env, eval_env, learner, buffer
 
@@ -292,7 +293,7 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
             save_checkpoint(state, run_dir, env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
 
         with StopRequest() as stop:  # rank 0 decides when to stop, and says so
-            serve_updates(learner, env.n_agents, env.obs_dim, env.act_dim, place.batch_size, save)
+            serve_updates(learner, cfg, env.state_dtype, place.batch_size, save)
         return stop.exit_code if stop.requested else 0
 
     progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
@@ -406,7 +407,7 @@ def train(
     learner_steps_per_iteration = steps_per_iteration // place.population
     bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not (cfg.run.progress and comm.is_main))
     start = time.perf_counter() - p.wall_clock
-    link = RolloutLink(learner, comm, cfg.dist.staleness, cfg.dist.round_updates) if cfg.mode == Mode.pipeline else None
+    link = RolloutLink(learner, comm, cfg) if cfg.mode == Mode.pipeline else None
 
     def exploration() -> tuple[float, float]:
         """(epsilon, noise std) at this learner's own transitions."""
@@ -414,12 +415,11 @@ def train(
         return exploration_scale(explore.epsilon, explore, steps), exploration_scale(explore.noise_std, explore, steps)
 
     def learn(updates: int) -> None:
-        batches = [buffer.sample(place.batch_size) for _ in range(updates)]
-        if link is not None:
-            link.add(batches, p.env_steps)  # the pipeline's learner ranks run the updates
+        if link is not None:  # the pipeline's learner ranks observe the states and run the updates
+            link.add([buffer.sample_states(place.batch_size) for _ in range(updates)], p.env_steps)
             return
-        for batch in batches:
-            tally.add_update(*learner.update(batch))
+        for _ in range(updates):
+            tally.add_update(*learner.update(buffer.sample(place.batch_size)))
 
     def log_row() -> None:
         if link is not None:
@@ -481,11 +481,13 @@ def train(
         with tally.timer("env"):
             if obs is None:
                 obs = env.reset(streams.key(seeding.ENV_TRAIN, p.episode))
+                state = env.get_state()
             epsilon, noise_std = exploration()
             action = learner.act(obs, epsilon, noise_std)  # (E, N, A)
             next_obs, reward, truncated = env.step(action)
-            buffer.add(Batch(obs, action, reward, next_obs, terminal))
-            obs = next_obs
+            next_state = env.get_state()
+            buffer.add(states(state, action, reward, next_state, terminal))
+            obs, state = next_obs, next_state
             episode_return += reward[:, :k].sum(1)
             p.env_steps += steps_per_iteration
             tally.steps += steps_per_iteration

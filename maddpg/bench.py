@@ -29,6 +29,7 @@ from maddpg.config import Backend, Config, EnvConfig, load_config
 from maddpg.envs import make_env
 from maddpg.learner import Maddpg
 from maddpg.metrics import SYNCS_FILE, read_rows
+from maddpg.twin import ACT_DIM, Observer
 
 ROOT = Path(__file__).resolve().parent.parent  # where train.py is
 TWIN_SIZES = (1, 64, 1024, 8192)
@@ -53,6 +54,9 @@ TEAMS = {
     4: ["env.num_adversaries=3", "prey.mode=learn"],
     5: ["env.num_adversaries=4", "prey.mode=learn"],
 }
+# The memory section's teams (predators, prey): the study's to 48 agents; a short run with few updates.
+MEMORY_TEAMS = ((3, 1), (6, 2), (12, 4), (24, 8), (36, 12))
+MEMORY_RUN = ["train.total_steps=1000", "train.eval_every=500", "train.eval_episodes=2", "maddpg.updates_per_step=0.05"]
 MODES = ("data", "model", "pipeline")
 WORLD_SIZES = (2, 3, 4, 5)
 POPULATIONS = (1, 2, 3, 4, 5)
@@ -320,12 +324,35 @@ def thread_policy(preset: str = "default") -> dict:
     }
 
 
-def buffer_mb() -> float:
-    """MiB of the default config's replay buffer (every field, float32, preallocated)."""
-    cfg = load_config()
-    env = make_env(cfg.env)
-    buffer = ReplayBuffer(cfg.maddpg.buffer_size, env.n_agents, env.obs_dim, env.act_dim, seed=0)
-    return sum(t.numel() * t.element_size() for t in buffer.data.values()) / 2**20
+def buffer_mb(cfg: Config | None = None) -> float:
+    """MiB of a config's replay buffer (default: the default config's): world states, preallocated, in
+    the twin's float32."""
+    cfg = cfg or load_config()
+    buffer = ReplayBuffer(cfg.maddpg.buffer_size, Observer(cfg.env), cfg.env.num_obstacles, ACT_DIM, seed=0)
+    return buffer.nbytes() / 2**20
+
+
+def observations_buffer_mb(cfg: Config) -> float:
+    """MiB the same buffer took when it stored every agent's padded observation before and after each
+    transition (2 N O floats, O growing with N) with the actions, rewards and flag."""
+    env = make_env(replace(cfg.env, backend=Backend.torch))
+    floats = 2 * env.n_agents * env.obs_dim + env.n_agents * (env.act_dim + 1) + 1
+    return cfg.maddpg.buffer_size * floats * 4 / 2**20
+
+
+def memory() -> list[dict]:
+    """Per team (MEMORY_TEAMS, the prey learning): the default-size buffer's MiB, against what storing
+    observations took, and the peak RSS of a short training run with it (one thread)."""
+    results = []
+    for predators, prey in MEMORY_TEAMS:
+        team = [f"env.num_adversaries={predators}", f"env.num_good={prey}"]
+        cfg = load_config(None, team)
+        rows, _ = run_train([*team, *MEMORY_RUN, "run.threads=1"])
+        results.append({"predators": predators, "prey": prey, "buffer_transitions": cfg.maddpg.buffer_size,
+                        "buffer_mb": buffer_mb(cfg), "observations_buffer_mb": observations_buffer_mb(cfg),
+                        "peak_rss_mb": rows[-1]["peak_rss_mb"]})  # fmt: skip
+        print(json.dumps(results[-1]), file=sys.stderr)
+    return results
 
 
 def update_profile(threads: int, updates: int = 200, top: int = 10) -> list[dict]:
@@ -398,6 +425,7 @@ def main() -> None:
         },
         "thread_policy": thread_policy(),
         "buffer_mb": buffer_mb(),
+        "memory": memory(),
         "update": [update_speed(threads) for threads in (1, 2)],
         "update_profile": update_profile(threads=1),
     }

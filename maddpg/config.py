@@ -310,15 +310,15 @@ def validate_world(cfg: Config, world_size: int) -> None:
         )
     elif cfg.mode == Mode.model:
         _require(
-            world_size == cfg.n_learners,
-            f"mode model puts one learning agent on each rank: {cfg.n_learners} learning agents need "
-            f"{launch}={cfg.n_learners}, not {world_size}",
+            world_size <= cfg.n_learners,
+            f"mode model puts a block of one or more learning agents on each rank: {cfg.n_learners} learning "
+            f"agents take at most {launch}={cfg.n_learners}, not {world_size}",
         )
     elif cfg.mode == Mode.pipeline:
         _require(
-            world_size == cfg.n_learners + 1,
-            f"mode pipeline needs one rank per learning agent plus one for the envs: {launch}={cfg.n_learners + 1}, "
-            f"not {world_size}",
+            2 <= world_size <= cfg.n_learners + 1,
+            f"mode pipeline needs a rank for the envs and one per block of learning agents: {launch}=2 to "
+            f"{cfg.n_learners + 1}, not {world_size}",
         )
         _require(cfg.dist.staleness >= 0, f"dist.staleness must be >= 0, got {cfg.dist.staleness}")
         _require(cfg.dist.round_updates >= 1, f"dist.round_updates must be >= 1, got {cfg.dist.round_updates}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,14 +44,20 @@ class Comm:
             tensor.copy_(reduced)
         self.seconds += time.perf_counter() - start
 
-    def all_gather_agents(self, local: torch.Tensor) -> torch.Tensor:
-        """(B, n_local, ...) from every rank -> (B, world_size * n_local, ...), in rank order."""
+    def all_gather_agents(self, local: torch.Tensor, sizes: Sequence[int] | None = None) -> torch.Tensor:
+        """(B, n_local, ...) from every rank -> (B, sum of n_local, ...), in rank order. `sizes`: every
+        rank's n_local, when they differ; the blocks then travel padded to the largest."""
         if self.world_size == 1:
             return local
         start = time.perf_counter()
-        parts = [torch.empty_like(local) for _ in range(self.world_size)]
-        dist.all_gather(parts, local.contiguous(), group=self.group)
-        gathered = torch.cat(parts, dim=1)
+        widest = max(sizes) if sizes else local.shape[1]
+        padding = local.new_zeros(local.shape[0], widest - local.shape[1], *local.shape[2:])
+        padded = torch.cat([local, padding], 1) if padding.shape[1] else local.contiguous()
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded, group=self.group)
+        gathered = torch.cat(
+            [part[:, :size] for part, size in zip(parts, sizes or [widest] * len(parts), strict=True)], 1
+        )
         self.seconds += time.perf_counter() - start
         return gathered
 

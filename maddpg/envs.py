@@ -47,6 +47,7 @@ class Mpe2VecEnv:
         self.num_adversaries, self.max_cycles = cfg.num_adversaries, cfg.max_cycles
         self.obs_dim, self.act_dim = max(self.obs_dims), ACT_DIM
         self.device, self.continuous_actions = torch.device(device), continuous_actions
+        self.state_dtype = torch.float64  # of get_state(): mpe2's own
         self._obs = np.zeros((self.n_envs, self.n_agents, self.obs_dim), dtype=np.float32)
         self._rew = np.zeros((self.n_envs, self.n_agents), dtype=np.float32)
         self.t = 0

@@ -82,9 +82,13 @@ def latest_checkpoint(target: Path) -> Path:
 
 
 def trained_actors(checkpoint: Path, cfg: Config, mode: Mode, rank: int, env: VecEnv) -> StackedMLP:
-    """Every learning agent's actor from a checkpoint of a `mode` run: model mode's ranks hold one each,
-    pipeline's rank 0 holds a copy of all, and the other modes' ranks each hold all (genetic: learner `rank`)."""
-    ranks = range(cfg.n_learners) if mode == Mode.model else [0 if mode == Mode.pipeline else rank]
+    """Every learning agent's actor from a checkpoint of a `mode` run: model mode's ranks hold a block
+    each, pipeline's rank 0 holds a copy of all, and the other modes' ranks each hold all (genetic:
+    learner `rank`)."""
+    if mode == Mode.model:
+        ranks = range(load_checkpoint(checkpoint, 0)["world_size"])
+    else:
+        ranks = [0 if mode == Mode.pipeline else rank]
     states = [load_checkpoint(checkpoint, r)["learner"]["actor"] for r in ranks]
     actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=True)
     actor.load_state_dict({key: torch.cat([state[key] for state in states]) for key in states[0]})

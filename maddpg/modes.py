@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -24,23 +25,35 @@ class Placement:
     serves_updates: bool = False  # a pipeline learner: it trains on batches rank 0 sends, and never acts
 
 
+def blocks(n: int, ranks: int) -> list[range]:
+    """n learning agents over `ranks` ranks: consecutive blocks, as even as can be (the first n % ranks
+    hold one more). With as many ranks as agents, one agent each (the study's model parallelism)."""
+    base, extra = divmod(n, ranks)
+    starts = [r * base + min(r, extra) for r in range(ranks + 1)]
+    return [range(starts[r], starts[r + 1]) for r in range(ranks)]
+
+
 def placement(cfg: Config, comm: Comm) -> Placement:
     """single: everything here. data: a full replica per rank with its own envs and buffer, gradients
-    averaged in one all-reduce per optimizer step. model: learning agent r on rank r; all ranks step
-    identical envs and sample identical batches from shared seeds, and all-gather the actions.
-    pipeline: learning agent r on rank r + 1, rank 0 stepping the envs (see pipeline.py).
-    genetic: an independent learner per rank with its own envs and buffer (see genetic.py)."""
+    averaged in one all-reduce per optimizer step. model: a block of consecutive learning agents per
+    rank (`blocks`); all ranks step identical envs and sample identical batches from shared seeds,
+    and all-gather the actions. pipeline: the blocks on ranks 1.., rank 0 stepping the envs (see
+    pipeline.py). genetic: an independent learner per rank with its own envs and buffer (see genetic.py)."""
     learners, batch, world = list(range(cfg.n_learners)), cfg.maddpg.batch_size, comm.world_size
     if cfg.mode == Mode.data:
         micro = batch // world if cfg.dist.data_batch == DataBatch.split else batch
         return Placement(learners, comm.rank, world, 1, micro, identity, comm.all_reduce_mean_)
     if cfg.mode == Mode.model:
-        return Placement([comm.rank], 0, 1, 1, batch, comm.all_gather_agents, no_reduce)
+        mine = blocks(cfg.n_learners, world)
+        gather = partial(comm.all_gather_agents, sizes=[len(b) for b in mine])
+        return Placement(list(mine[comm.rank]), 0, 1, 1, batch, gather, no_reduce)
     if cfg.mode == Mode.pipeline:
         learner_ranks = comm.subgroup(list(range(1, world)))
         if learner_ranks is None:  # rank 0 acts with a copy of every actor and ships batches
             return Placement(learners, 0, 1, 1, batch, identity, no_reduce)
-        return Placement([comm.rank - 1], 0, 1, 1, batch, learner_ranks.all_gather_agents, no_reduce, True)
+        mine = blocks(cfg.n_learners, world - 1)
+        gather = partial(learner_ranks.all_gather_agents, sizes=[len(b) for b in mine])
+        return Placement(list(mine[comm.rank - 1]), 0, 1, 1, batch, gather, no_reduce, True)
     if cfg.mode == Mode.genetic:
         return Placement(learners, comm.rank, world, world, batch, identity, no_reduce)
     return Placement(learners, 0, 1, 1, batch, identity, no_reduce)

@@ -17,56 +17,66 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from maddpg.buffer import Batch
+from maddpg.buffer import States, observe
+from maddpg.config import Config
 from maddpg.distributed import Comm
 from maddpg.learner import Maddpg
+from maddpg.modes import blocks
+from maddpg.twin import Observer
 
 SAVE, DONE = 1, 2  # header flags
 
 
-def pack(batches: list[Batch]) -> torch.Tensor:
-    """K batches of B transitions -> (K, B, D): every field flattened side by side."""
-    return torch.stack([torch.cat([field.flatten(1) if field.dim() > 1 else field[:, None] for field in b], 1)
+def pack(batches: list[States]) -> torch.Tensor:
+    """K batches of B transitions -> (K, B, D) in the states' dtype: every field flattened side by side
+    (actions, rewards and flags in float32 survive a float64 trip exactly)."""
+    dtype = batches[0].pos.dtype
+    return torch.stack([torch.cat([(f.flatten(1) if f.dim() > 1 else f[:, None]).to(dtype) for f in b], 1)
                         for b in batches])  # fmt: skip
 
 
-def layout(n_agents: int, obs_dim: int, act_dim: int) -> list[tuple[int, ...]]:
-    """Each Batch field's per-transition shape, in order."""
-    return [(n_agents, obs_dim), (n_agents, act_dim), (n_agents,), (n_agents, obs_dim), ()]
+def layout(n_agents: int, n_obstacles: int, act_dim: int) -> list[tuple[int, ...]]:
+    """Each States field's per-transition shape, in order."""
+    n = n_agents
+    return [(n + n_obstacles, 2), (n, 2), (n, act_dim), (n,), (n, 2), (n, 2), ()]
 
 
-def unpack(packed: torch.Tensor, n_agents: int, obs_dim: int, act_dim: int) -> list[Batch]:
-    """(K, B, D) from `pack` -> K batches."""
-    shapes = layout(n_agents, obs_dim, act_dim)
+def unpack(packed: torch.Tensor, n_agents: int, n_obstacles: int, act_dim: int) -> list[States]:
+    """(K, B, D) from `pack` -> K batches, the states in the packed dtype, the rest in float32."""
+    shapes = layout(n_agents, n_obstacles, act_dim)
     widths = [math.prod(shape) for shape in shapes]
     batches = []
     for rows in packed:
-        fields = rows.split(widths, dim=1)
-        batches.append(Batch(*(f.reshape(len(rows), *s) for f, s in zip(fields, shapes, strict=True))))
+        fields = [f.reshape(len(rows), *s) for f, s in zip(rows.split(widths, dim=1), shapes, strict=True)]
+        batch = States(*fields)
+        batches.append(batch._replace(**{k: getattr(batch, k).float() for k in ("act", "rew", "terminal")}))
     return batches
 
 
 class RolloutLink:
-    """Rank 0's end: ships batches, takes actor weights back into its copy of every actor.
+    """Rank 0's end: ships batches (as world states: O(N) floats per transition, where the learners'
+    observations would take O(N^2)), takes actor weights back into its copy of every actor.
 
     Batches are shipped in rounds of `round_updates`, so that a round's three collectives are
     paid once for several updates; rank 0 acts with weights at most `staleness` rounds old.
     """
 
-    def __init__(self, learner: Maddpg, comm: Comm, staleness: int, round_updates: int):
-        self.learner, self.comm, self.staleness, self.round_updates = learner, comm, staleness, round_updates
-        self.size = learner.actor.rows().shape[1]  # one agent's actor
+    def __init__(self, learner: Maddpg, comm: Comm, cfg: Config):
+        self.learner, self.comm = learner, comm
+        self.staleness, self.round_updates = cfg.dist.staleness, cfg.dist.round_updates
+        self.blocks = [len(block) for block in blocks(cfg.n_learners, comm.world_size - 1)]  # of the learner ranks
+        self.shape = (max(self.blocks), learner.actor.rows().shape[1])  # a learner rank's actors, padded
         self.pending: deque = deque()
-        self.owed: list[Batch] = []
+        self.owed: list[States] = []
 
-    def add(self, batches: list[Batch], env_steps: int) -> None:
+    def add(self, batches: list[States], env_steps: int) -> None:
         """Batches for the next updates, in order; a full round is shipped."""
         self.owed += batches
         if len(self.owed) >= self.round_updates:
             self.send(self.owed, env_steps)
             self.owed = []
 
-    def send(self, batches: list[Batch], env_steps: int, flags: int = 0) -> None:
+    def send(self, batches: list[States], env_steps: int, flags: int = 0) -> None:
         start = time.perf_counter()
         device = self.learner.device
         header = torch.tensor([len(batches), flags, env_steps], device=device)
@@ -75,8 +85,8 @@ class RolloutLink:
         if batches:
             packed = pack(batches)
             sends.append((dist.broadcast(packed, 0, async_op=True), packed))
-            parts = [torch.empty(self.size, device=device) for _ in range(self.comm.world_size)]
-            work = dist.all_gather(parts, torch.zeros(self.size, device=device), async_op=True)
+            parts = [torch.empty(self.shape, device=device) for _ in range(self.comm.world_size)]
+            work = dist.all_gather(parts, torch.zeros(self.shape, device=device), async_op=True)
             self.pending.append((sends, work, parts[1:]))
         else:
             self.pending.append((sends, None, []))
@@ -101,30 +111,29 @@ class RolloutLink:
         if work is None:
             return
         work.wait()
-        self.learner.actor.load_rows(torch.stack(weights))
+        self.learner.actor.load_rows(torch.cat([part[:n] for part, n in zip(weights, self.blocks, strict=True)]))
 
 
 def serve_updates(
-    learner: Maddpg,
-    n_agents: int,
-    obs_dim: int,
-    act_dim: int,
-    batch_size: int,
-    save: Callable[[int], None],
+    learner: Maddpg, cfg: Config, state_dtype: torch.dtype, batch_size: int, save: Callable[[int], None]
 ) -> None:
-    """A learner rank's loop: receive batches, update, send the actor back, until rank 0 says done."""
-    device = learner.device
-    width = sum(math.prod(shape) for shape in layout(n_agents, obs_dim, act_dim))
+    """A learner rank's loop: receive batches (world states in `state_dtype`), observe them, update, send
+    its actors back (padded to the widest block), until rank 0 says done."""
+    device, n_obstacles, act_dim = learner.device, cfg.env.num_obstacles, learner.act_dim
+    observer = Observer(cfg.env, device)
+    widest = max(len(block) for block in blocks(cfg.n_learners, dist.get_world_size() - 1))
+    width = sum(math.prod(shape) for shape in layout(observer.n_agents, n_obstacles, act_dim))
     while True:
         header = torch.zeros(3, dtype=torch.long, device=device)
         dist.broadcast(header, 0)
         updates, flags, env_steps = header.tolist()
         if updates:
-            packed = torch.empty(updates, batch_size, width, device=device)
+            packed = torch.empty(updates, batch_size, width, device=device, dtype=state_dtype)
             dist.broadcast(packed, 0)
-            for batch in unpack(packed, n_agents, obs_dim, act_dim):
-                learner.update(batch)
-            weights = learner.actor.rows()[0]  # this rank's one actor
+            for batch in unpack(packed, observer.n_agents, n_obstacles, act_dim):
+                learner.update(observe(observer, batch))
+            rows = learner.actor.rows()  # this rank's actors (n_local, P)
+            weights = torch.cat([rows, rows.new_zeros(widest - len(rows), rows.shape[1])])
             dist.all_gather([torch.empty_like(weights) for _ in range(dist.get_world_size())], weights)
         if flags & SAVE:
             save(env_steps)

@@ -25,6 +25,35 @@ PREDATOR_MAX_SPEED, PREY_MAX_SPEED = 1.0, 1.3
 DIRECTIONS = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 
 
+class Observer:
+    """simple_tag's observations from world states, batched: every agent sees its own velocity and
+    position, the obstacles' and the other agents' positions relative to its own (agents in world
+    order), and the other prey's velocities; zero-padded to the widest agent (a prey sees one prey
+    velocity fewer than a predator). Computed in the states' dtype, with mpe2's operations: from
+    mpe2's float64 states, the float32 rounding of the result is mpe2's observation bit for bit."""
+
+    def __init__(self, cfg: EnvConfig, device: torch.device | str = "cpu"):
+        n_pred, n_prey = cfg.num_adversaries, cfg.num_good
+        n = n_pred + n_prey
+        # Gather indices: every other agent, in world order ...
+        self._others = torch.tensor([[j for j in range(n) if j != i] for i in range(n)], device=device)  # (N, N-1)
+        # ... and every other prey, padded with index n_prey (a zero row) so that a prey's
+        # observation ends in zeros, exactly its padding past its real width.
+        prey = [[g for g in range(n_prey) if n_pred + g != i] for i in range(n)]
+        self._other_prey = torch.tensor([row + [n_prey] * (n_prey - len(row)) for row in prey], device=device)
+        self.n_agents, self.num_adversaries = n, n_pred
+
+    def __call__(self, pos: torch.Tensor, vel: torch.Tensor) -> torch.Tensor:
+        """pos (B, N+L, 2) of the agents then the obstacles, vel (B, N, 2) of the agents -> obs (B, N, O)."""
+        n, b = self.n_agents, pos.shape[0]
+        own = pos[:, :n]  # (B, N, 2)
+        obstacles = pos[:, None, n:] - own[:, :, None]  # (B, N, L, 2)
+        others = own[:, self._others] - own[:, :, None]  # (B, N, N-1, 2)
+        prey_vel = torch.cat([vel[:, self.num_adversaries :], vel.new_zeros(b, 1, 2)], 1)  # (B, G+1, 2)
+        other_prey_vel = prey_vel[:, self._other_prey]  # (B, N, G, 2)
+        return torch.cat([vel, own, obstacles.flatten(2), others.flatten(2), other_prey_vel.flatten(2)], -1)
+
+
 class TorchTagEnv:
     """`n_envs` simple_tag worlds as tensors, with the interface of `maddpg.envs.Mpe2VecEnv`.
 
@@ -53,6 +82,7 @@ class TorchTagEnv:
         self.obs_dims: list[int] = [self.obs_dim] * n_pred + [self.obs_dim - 2] * n_prey
         self.act_dim = ACT_DIM
         self.device, self.dtype, self.continuous_actions = torch.device(device), dtype, continuous_actions
+        self.state_dtype = dtype  # of get_state()
 
         def table(values: Sequence) -> torch.Tensor:
             return torch.tensor(values, device=self.device, dtype=dtype)
@@ -64,13 +94,7 @@ class TorchTagEnv:
         self._accel = table([PREDATOR_ACCEL] * n_pred + [PREY_ACCEL] * n_prey)[:, None]  # (N, 1)
         self._max_speed = table([PREDATOR_MAX_SPEED] * n_pred + [PREY_MAX_SPEED] * n_prey)[:, None]  # (N, 1)
         self._directions = table(DIRECTIONS)  # (5, 2)
-        # Gather indices for the observation: every other agent, in world order ...
-        others = [[j for j in range(n) if j != i] for i in range(n)]
-        self._others = torch.tensor(others, device=self.device)  # (N, N-1)
-        # ... and every other prey, padded with index n_prey (a zero row) so that a prey's
-        # observation ends in zeros, exactly its padding past its real width.
-        prey = [[g for g in range(n_prey) if n_pred + g != i] for i in range(n)]
-        self._other_prey = torch.tensor([row + [n_prey] * (n_prey - len(row)) for row in prey], device=self.device)
+        self.observe = Observer(cfg, self.device)
         # Agents start in [-1, 1]^2, obstacles in [-0.9, 0.9]^2.
         self._start_range = torch.tensor([1.0] * n + [0.9] * n_obst, dtype=torch.float64)[:, None]  # (K, 1)
         self._pos = torch.zeros(self.n_envs, k, 2, device=self.device, dtype=dtype)
@@ -84,7 +108,7 @@ class TorchTagEnv:
         self._pos = ((2 * u - 1) * self._start_range).to(self.device, self.dtype)
         self._vel = torch.zeros_like(self._pos)
         self.t = 0
-        return self._observe()
+        return self.observe(self._pos, self._vel[:, : self.n_agents])
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """actions (E, N, 5) in [0, 1] -> next_obs (E, N, O), reward (E, N), truncated.
@@ -104,7 +128,7 @@ class TorchTagEnv:
         self._pos = torch.cat([pos, self._pos[:, n:]], 1)
         self._vel = torch.cat([vel, self._vel[:, n:]], 1)
         self.t += 1
-        return self._observe(), self._reward(), self.t >= self.max_cycles
+        return self.observe(self._pos, vel), self._reward(), self.t >= self.max_cycles
 
     def get_state(self) -> dict[str, torch.Tensor]:
         """Positions and velocities (E, N+L, 2), agents then obstacles, and the step counter `t` (0-dim)."""
@@ -143,16 +167,6 @@ class TorchTagEnv:
         force = CONTACT_FORCE * delta / dist * penetration
         # An agent does not push itself (and its 0 / 0 there is NaN).
         return force.masked_fill(self._self_pair, 0).sum(2)
-
-    def _observe(self) -> torch.Tensor:
-        """-> obs (E, N, O): own velocity, own position, obstacles, other agents, other prey's velocities."""
-        n, e = self.n_agents, self.n_envs
-        pos, vel = self._pos[:, :n], self._vel[:, :n]  # (E, N, 2)
-        obstacles = self._pos[:, None, n:] - pos[:, :, None]  # (E, N, L, 2)
-        others = pos[:, self._others] - pos[:, :, None]  # (E, N, N-1, 2)
-        prey_vel = torch.cat([vel[:, self.num_adversaries :], vel.new_zeros(e, 1, 2)], 1)  # (E, G+1, 2)
-        other_prey_vel = prey_vel[:, self._other_prey]  # (E, N, G, 2)
-        return torch.cat([vel, pos, obstacles.flatten(2), others.flatten(2), other_prey_vel.flatten(2)], -1)
 
     def _reward(self) -> torch.Tensor:
         """-> reward (E, N): predators share +10 per (predator, prey) contact; prey pay 10 per

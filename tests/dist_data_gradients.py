@@ -2,7 +2,8 @@
 
 Every rank builds the same learner from one seed, takes its half of one union batch, and
 averages gradients with the trainer's coalesced all-reduce; a single-process reference
-learner on the same rank computes gradients on the whole union batch.
+learner on the same rank computes gradients on the whole union batch. The argument is the
+team: predators and prey, all learning (default 3 1: the study's).
 """
 
 import sys
@@ -14,7 +15,6 @@ from conftest import random_batch, toy_learner
 from maddpg.buffer import Batch
 from maddpg.distributed import exit_process, setup, teardown
 
-OBS_DIMS = (6, 6, 6, 5)
 UPDATES = 5
 GRAD_ATOL = 1e-6
 
@@ -28,12 +28,14 @@ def flat_grads(module: torch.nn.Module) -> torch.Tensor:
 
 
 def main() -> None:
+    predators, prey = (int(n) for n in sys.argv[1:3]) if len(sys.argv) > 2 else (3, 1)
+    obs_dims = [6] * predators + [5] * prey
     comm = setup(torch.device("cpu"))
-    union = random_batch(64, OBS_DIMS, seed=3)
+    union = random_batch(64, obs_dims, seed=3)
     mine = shard(union, comm.rank, comm.world_size)
-    learner = toy_learner()
+    learner = toy_learner(len(obs_dims), obs_dims)
     learner.reduce_grads = comm.all_reduce_mean_
-    reference = toy_learner()
+    reference = toy_learner(len(obs_dims), obs_dims)
 
     for _ in range(UPDATES):
         for net, losses in (("critic", "critic_losses"), ("actor", "actor_losses")):

@@ -6,13 +6,25 @@ from pathlib import Path
 
 from conftest import children
 from maddpg import bench
-from maddpg.config import Backend
+from maddpg.config import Backend, load_config
 
 
 def test_the_default_buffer_is_each_transition_once_in_float32():
-    # simple_tag, 3 predators and a prey: observations padded to 16, 5 actions, a reward each, a flag.
-    floats = 2 * 4 * 16 + 4 * 5 + 4 + 1
+    # simple_tag, 3 predators, a prey, 2 obstacles: positions of all 6 entities and the agents' velocities
+    # before the step, the agents' positions and velocities after it, 5 actions and a reward each, a flag.
+    floats = 6 * 2 + 4 * 2 + 4 * 2 * 2 + 4 * 5 + 4 + 1
     assert bench.buffer_mb() == 500_000 * floats * 4 / 2**20
+
+
+def test_storing_world_states_grows_with_the_team_where_observations_grew_with_its_square():
+    def sizes(predators, prey):
+        cfg = load_config(None, [f"env.num_adversaries={predators}", f"env.num_good={prey}"])
+        return bench.buffer_mb(cfg), bench.observations_buffer_mb(cfg)
+
+    (small, small_before), (large, large_before) = sizes(3, 1), sizes(24, 8)
+    assert small_before == 500_000 * (2 * 4 * 16 + 4 * 6 + 1) * 4 / 2**20  # the buffer before world states
+    assert small < small_before and large < 1024 < 10_000 < large_before
+    assert large / small < 9 and large_before / small_before > 30  # 8x the agents
 
 
 def test_the_update_profile_ranks_operators_by_their_own_time():
