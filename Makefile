@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 ARGS   ?=
 
-.PHONY: install train study test bench prey figures speed lint format clean
+.PHONY: install train study test bench scaling prey figures speed lint format clean
 
 install: $(STAMP)
 
@@ -29,8 +29,14 @@ study: $(STAMP)  ## the study's schedule
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
-bench: $(STAMP)  ## writes runs/bench.json
+bench: scaling  ## writes runs/bench.json, and the scaling section's runs/scaling.{json,png}
 	$(PY) -m maddpg.bench --out runs/bench.json $(ARGS)
+
+# Teams of 4 to 48 agents: single mode on one core and on 2 threads, each mode on 2 ranks, over
+# loopback and (as root) across a veth link shaped like EC2's; the cost model's error and predictions.
+# About 25 minutes on 2 idle cores.
+scaling: $(STAMP)  ## writes runs/scaling.json and runs/scaling.png
+	$(PY) -m maddpg.scaling --out runs/scaling.json
 
 # The shipped prey: predators and prey trained together from scratch on the fast schedule, seed 0,
 # 8M env steps with a checkpoint every 500k; every checkpoint's prey is a candidate, and the weak and

@@ -9,6 +9,10 @@
 # as an absolute path). Its output goes to OUT/node<n>.log. Environment: NPROC (ranks per node, 1),
 # PYTHON (as in node.sh), ID (names the namespaces, the interfaces and the rendezvous; at most 13
 # characters; default nn<pid>, so that runs side by side do not clash). Exits 0 when both nodes do.
+#
+# Shaping the link, each way (tc on both ends): RATE (e.g. 1gbit) caps its bandwidth with a token
+# bucket (tbf); DELAY (e.g. 0.13ms) adds a one-way delay with netem, which some kernels lack (the
+# script then stops and says so). Unset, the link is a bare veth.
 set -euo pipefail
 
 MODE=${1:?usage: $0 MODE OUT [train.py arguments...]}
@@ -34,6 +38,14 @@ for n in 0 1; do
     ip -n "$ID-$n" addr add "10.77.0.$((n + 1))/24" dev "$ID-$n"
     ip -n "$ID-$n" link set lo up
     ip -n "$ID-$n" link set "$ID-$n" up
+    if [[ -n ${DELAY:-} ]]; then
+        ip netns exec "$ID-$n" tc qdisc add dev "$ID-$n" root netem delay "$DELAY" ${RATE:+rate "$RATE"} ||
+            { echo "DELAY needs tc's netem, which this kernel lacks: unset DELAY (RATE alone uses tbf)" >&2; exit 2; }
+    elif [[ -n ${RATE:-} ]]; then
+        # The bucket holds 256 KiB (2 ms at 1 Gbit/s, above the one timer tick tbf needs); a packet
+        # waits up to 50 ms for tokens before it is dropped, so TCP paces itself to the rate.
+        ip netns exec "$ID-$n" tc qdisc add dev "$ID-$n" root tbf rate "$RATE" burst 256kb latency 50ms
+    fi
 done
 
 export MASTER=10.77.0.1 NNODES=2 NPROC=${NPROC:-1} JOB_ID=$ID

@@ -10,24 +10,10 @@ import torch
 from conftest import ROOT, SMOKE
 from maddpg.checkpoint import checkpoint_dir, load_checkpoint
 from maddpg.metrics import METRICS_FILE, SYNCS_FILE, read_rows
+from maddpg.scaling import netns_unavailable
 
 SCRIPT = ROOT / "launch" / "netns_two_nodes.sh"
 STEPS = 200
-
-
-def netns_unavailable() -> str | None:
-    """Why this machine cannot make a network namespace, or None when it can (found by trying)."""
-    if os.geteuid() != 0:
-        return "creating network namespaces needs root"
-    probe = f"probe{os.getpid()}"
-    try:
-        made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    except FileNotFoundError:
-        return "iproute2's `ip` is not installed"
-    if made.returncode != 0:
-        return f"`ip netns add` failed: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], check=True)
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +23,14 @@ def netns():
         pytest.skip(reason)
 
 
-def two_nodes(out, mode: str, *overrides: str) -> None:
-    """Run the script to completion; past the timeout, stop it (its trap removes the namespaces) and fail."""
+def two_nodes(out, mode: str, *overrides: str, shaping: dict[str, str] | None = None) -> None:
+    """Run the script to completion (`shaping`: its RATE / DELAY); past the timeout, stop it (its trap
+    removes the namespaces) and fail."""
     args = ["--config", SMOKE, "run.name=two", "run.progress=false", "run.gif=false", "run.threads=1"]
     args += [f"train.total_steps={STEPS}", "train.eval_every=100", *overrides]
-    job = subprocess.Popen(["bash", str(SCRIPT), mode, str(out), *args], env={**os.environ, "PYTHON": sys.executable})
+    job = subprocess.Popen(
+        ["bash", str(SCRIPT), mode, str(out), *args], env={**os.environ, "PYTHON": sys.executable, **(shaping or {})}
+    )
     try:
         returncode = job.wait(timeout=300)
     except subprocess.TimeoutExpired:
@@ -52,9 +41,11 @@ def two_nodes(out, mode: str, *overrides: str) -> None:
 
 
 @pytest.mark.usefixtures("netns")
-@pytest.mark.parametrize("mode, overrides", [("data", ()), ("genetic", ("genetic.sync_every=50",))])
-def test_two_nodes_train_to_the_end_over_a_veth_link(tmp_path, mode, overrides):
-    two_nodes(tmp_path, mode, *overrides)
+@pytest.mark.parametrize(
+    "mode, overrides, shaping", [("data", (), {"RATE": "1gbit"}), ("genetic", ("genetic.sync_every=50",), None)]
+)
+def test_two_nodes_train_to_the_end_over_a_veth_link(tmp_path, mode, overrides, shaping):
+    two_nodes(tmp_path, mode, *overrides, shaping=shaping)
     # Each node has its own directory, as it would have its own disk: rank 0 writes the run,
     # and every rank writes its own checkpoint file where it runs.
     runs = [tmp_path / f"node{n}" / "runs" / "two" for n in (0, 1)]
