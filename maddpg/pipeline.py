@@ -1,10 +1,10 @@
-"""Pipeline mode's traffic: rank 0 steps the envs and ships batches; ranks 1..n train one agent each.
+"""Pipeline mode's traffic: rank 0 steps the envs and ships batches; ranks 1..n train a block of agents each.
 
 Every round, rank 0 broadcasts a header (updates owed, flags, env steps) and, when updates
-are owed, those batches packed in one tensor; the learners run the updates and all-gather
-their actor weights back. Rank 0 posts both without waiting and goes on stepping the envs:
-it acts with weights at most `staleness` rounds old (0: it waits every round, and the run
-reproduces model mode).
+are owed, those batches packed in one tensor; the learners run the updates and gather their
+actor weights back to rank 0 alone (the learners share theirs at soft updates already). Rank 0
+posts both without waiting and goes on stepping the envs: it acts with weights at most
+`staleness` rounds old (0: it waits every round, and the run reproduces model mode).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class RolloutLink:
             packed = pack(batches)
             sends.append((dist.broadcast(packed, 0, async_op=True), packed))
             parts = [torch.empty(self.shape, device=device) for _ in range(self.comm.world_size)]
-            work = dist.all_gather(parts, torch.zeros(self.shape, device=device), async_op=True)
+            # Only rank 0 needs the actors: a gather (rank 0's own slot, a placeholder, never leaves it).
+            work = dist.gather(torch.zeros(self.shape, device=device), parts, dst=0, async_op=True)
             self.pending.append((sends, work, parts[1:]))
         else:
             self.pending.append((sends, None, []))
@@ -134,7 +135,7 @@ def serve_updates(
                 learner.update(observe(observer, batch))
             rows = learner.actor.rows()  # this rank's actors (n_local, P)
             weights = torch.cat([rows, rows.new_zeros(widest - len(rows), rows.shape[1])])
-            dist.all_gather([torch.empty_like(weights) for _ in range(dist.get_world_size())], weights)
+            dist.gather(weights, dst=0)
         if flags & SAVE:
             save(env_steps)
         if flags & DONE:
