@@ -422,8 +422,9 @@ def train(
             tally.add_update(*learner.update(buffer.sample(place.batch_size)))
 
     def log_row() -> None:
-        if link is not None:
-            link.drain(p.env_steps)  # evaluate the current actors
+        if link is not None:  # evaluate the current actors; waiting for the owed updates is training time
+            with tally.timer("update"):
+                link.drain(p.env_steps)
         # Every rank evaluates: in model mode acting needs all ranks; elsewhere it is cheap.
         row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, cfg.train.seed)}
         row["env_steps_per_rank"] = p.env_steps // place.replicas
@@ -455,7 +456,8 @@ def train(
     def save() -> None:
         nonlocal last_save, saved_at
         if link is not None:
-            link.drain(p.env_steps)
+            with tally.timer("update"):  # the owed updates, as in log_row
+                link.drain(p.env_steps)
             link.send([], p.env_steps, flags=SAVE)  # the learner ranks save their part
         stop_together(comm, nonfinite_error(nonfinite_parameter(learner, tally.agent_names), p.env_steps, comm))
         p.wall_clock = time.perf_counter() - start
