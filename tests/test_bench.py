@@ -2,6 +2,7 @@
 thread policy section's runs."""
 
 import os
+import time
 from pathlib import Path
 
 from conftest import children
@@ -41,10 +42,17 @@ def test_compare_prints_every_shared_figure_as_a_ratio():
     assert bench.compare(old, new) == ["update.0.ms: 4 -> 3 (0.75x)"]
 
 
-def spinning_children() -> int:
-    """This process's children running the bench's busy loop."""
-    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children(os.getpid())]
-    return sum(b"while True: pass" in command for command in commands)
+def spinning_children(wait_for: int = 0, timeout: float = 30.0) -> int:
+    """This process's children running the bench's busy loop. A child just started shows this
+    process's command line until it has exec'd (long on a busy machine): wait up to `timeout` for
+    `wait_for` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children(os.getpid())]
+        count = sum(b"while True: pass" in command for command in commands)
+        if count >= wait_for or time.monotonic() > deadline:
+            return count
+        time.sleep(0.01)
 
 
 def test_the_thread_policy_times_the_configs_threads_and_torchs_idle_then_the_configs_beside_a_busy_process(
@@ -55,7 +63,7 @@ def test_the_thread_policy_times_the_configs_threads_and_torchs_idle_then_the_co
     calls = []
 
     def train_speed(preset, backend, threads):
-        calls.append((preset, backend, threads, spinning_children()))
+        calls.append((preset, backend, threads, spinning_children(wait_for=1 if len(calls) == 2 else 0)))
         return {"steps_per_s": [100.0, 125.0, 60.0][len(calls) - 1]}
 
     monkeypatch.setattr(bench, "train_speed", train_speed)
