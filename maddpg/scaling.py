@@ -402,6 +402,7 @@ def plot(result: dict, out: Path) -> None:
     right.axhline(1.0, color="grey", lw=0.8)
     right.set(xscale="log", xlabel="agents", ylabel="speed-up over single on one core", title="2 cores: speed-up")
     for axis in (left, right):
+        axis.minorticks_off()
         axis.set_xticks(agents, [str(a) for a in agents])
     right.legend(fontsize=7)
     fig.tight_layout()
