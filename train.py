@@ -233,7 +233,7 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     torch.manual_seed(seeding.Streams(cfg.train.seed, place.replica if diverse else 0).seed_of(seeding.INIT))
     learner = Maddpg(
         env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, streams.generator(seeding.EXPLORE, device),
-        device, agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads,
+        device, agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads, discrete=cfg.env.discrete,
     )  # fmt: skip
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
@@ -369,7 +369,7 @@ def finish(cfg: Config, run_dir: Path, env: VecEnv, learner: Maddpg, comm: Comm)
     if cfg.prey.mode == PreyMode.learn:
         actors = learner.gather(learner.actor.rows()[None])[0]  # (n_learners, P): model mode's ranks hold one each
         if comm.is_main:
-            prey = prey_actor(actors[k:], env.obs_dim, cfg.maddpg.hidden, env.act_dim)
+            prey = prey_actor(actors[k:], env.obs_dim, cfg.maddpg.hidden, env.act_dim, cfg.env.discrete)
             payload = prey_payload(prey, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden)
             save_atomic(payload, run_dir / "prey.pt")
     if cfg.run.gif:

@@ -1,7 +1,8 @@
 """Benchmark (`make bench`), as JSON: env transitions/s of both backends; end-to-end training steps/s
 and peak memory of the default and fast presets on both; the default thread policy idle and beside
 a busy process, against PyTorch's own; the update's time, GFLOP/s against the dense-matmul peak
-and its top costs; and the distributed modes against single mode.
+and its top costs, and with discrete actions against continuous ones; and the distributed modes
+against single mode.
 
 python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
                        [--no-genetic] [--compare OLD.json]
@@ -27,7 +28,7 @@ import torch.distributed as dist
 from maddpg.buffer import Batch, ReplayBuffer
 from maddpg.config import Backend, Config, EnvConfig, load_config
 from maddpg.envs import make_env
-from maddpg.learner import Maddpg
+from maddpg.learner import Maddpg, one_hot
 from maddpg.metrics import SYNCS_FILE, read_rows
 from maddpg.twin import ACT_DIM, Observer
 
@@ -93,18 +94,23 @@ def matmul_peak(threads: int, size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def default_update(threads: int) -> tuple[Maddpg, list[Batch], int]:
-    """A default-config learner (3 predators and a learning prey, batch 256), warmed up, the random
-    batches it cycles through, and the FLOPs of one of its updates."""
+def default_update(threads: int, discrete: bool = False) -> tuple[Maddpg, list[Batch], int]:
+    """A default-config learner (3 predators and a learning prey, batch 256; `discrete`: with discrete
+    actions), warmed up, the random batches it cycles through, and the FLOPs of one of its updates."""
     torch.set_num_threads(threads)
     cfg = load_config()
     env = make_env(cfg.env)
-    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
+    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, g, discrete=discrete)
     b, n = cfg.maddpg.batch_size, env.n_agents
+
+    def actions() -> torch.Tensor:
+        drawn = torch.rand(b, n, env.act_dim, generator=g)
+        return one_hot(drawn.argmax(-1), env.act_dim) if discrete else drawn
+
     batches = [
-        Batch(torch.rand(b, n, env.obs_dim, generator=g), torch.rand(b, n, env.act_dim, generator=g),
-              torch.rand(b, n, generator=g), torch.rand(b, n, env.obs_dim, generator=g), torch.zeros(b))
+        Batch(torch.rand(b, n, env.obs_dim, generator=g), actions(), torch.rand(b, n, generator=g),
+              torch.rand(b, n, env.obs_dim, generator=g), torch.zeros(b))
         for _ in range(8)
     ]  # fmt: skip
     for i in range(30):
@@ -112,17 +118,32 @@ def default_update(threads: int) -> tuple[Maddpg, list[Batch], int]:
     return learner, batches, update_flops(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg.hidden, b)
 
 
-def update_speed(threads: int, updates: int = 300) -> dict:
-    """One default update: ms, GFLOP/s and the share of the dense-matmul peak at the same thread count."""
-    learner, batches, flops = default_update(threads)
+def update_ms(learner: Maddpg, batches: list[Batch], updates: int) -> float:
     start = time.perf_counter()
     for i in range(updates):
         learner.update(batches[i % len(batches)])
-    seconds = (time.perf_counter() - start) / updates
+    return 1000 * (time.perf_counter() - start) / updates
+
+
+def update_speed(threads: int, updates: int = 300) -> dict:
+    """One default update: ms, GFLOP/s and the share of the dense-matmul peak at the same thread count."""
+    learner, batches, flops = default_update(threads)
+    seconds = update_ms(learner, batches, updates) / 1000
     peak = matmul_peak(threads)
     return {"threads": threads, "ms": 1000 * seconds, "mflop": flops / 1e6, "gflop_per_s": flops / seconds / 1e9} | {
         "matmul_peak_gflop_per_s": peak,
         "share_of_peak": flops / seconds / 1e9 / peak,
+    }
+
+
+def discrete_update(threads: int = 1, updates: int = 300, rounds: int = 5) -> dict:
+    """ms of a default update with discrete actions against continuous ones, interleaved in `rounds`
+    so that the machine's drift hits both alike; the median round's ratio."""
+    continuous, discrete = default_update(threads)[:2], default_update(threads, discrete=True)[:2]
+    pairs = [(update_ms(*continuous, updates), update_ms(*discrete, updates)) for _ in range(rounds)]
+    ratios = sorted(d / c for c, d in pairs)
+    return {"threads": threads, "continuous_ms": [c for c, _ in pairs], "discrete_ms": [d for _, d in pairs]} | {
+        "discrete_over_continuous": ratios[len(ratios) // 2]
     }
 
 
@@ -427,6 +448,7 @@ def main() -> None:
         "buffer_mb": buffer_mb(),
         "memory": memory(),
         "update": [update_speed(threads) for threads in (1, 2)],
+        "discrete_update": discrete_update(),
         "update_profile": update_profile(threads=1),
     }
     torch.set_num_threads(args.threads)

@@ -60,6 +60,11 @@ class PreyMode(StrEnum):
     flee = "flee"  # scripted: flees the predators, round obstacles, away from the arena's edge (maddpg/scripted.py)
 
 
+class Actions(StrEnum):
+    continuous = "continuous"  # 5 force components in [0, 1]: sigmoid actors, Gaussian and uniform exploration
+    discrete = "discrete"  # one of 5 moves: actors give logits, trained through the Gumbel-softmax (Lowe et al. 2017)
+
+
 class Backend(StrEnum):
     torch = "torch"  # the batched PyTorch twin: mpe2's semantics, all copies stepped as tensors
     mpe2 = "mpe2"  # mpe2 itself, the reference, stepped copy by copy
@@ -73,6 +78,11 @@ class EnvConfig:
     num_obstacles: int = 2
     max_cycles: int = 50  # episode length; episodes end only by this truncation
     n_envs: int = 1  # copies stepped together; each contributes one transition per step
+    actions: Actions = Actions.continuous  # discrete: the replay buffer holds one-hot actions
+
+    @property
+    def discrete(self) -> bool:
+        return self.actions == Actions.discrete
 
 
 @dataclass
@@ -93,6 +103,13 @@ class MaddpgConfig:
     hidden: list[int] = field(default_factory=lambda: [64, 64])  # MLP widths, actor and critic
     updates_per_step: float = 1.0  # updates of every learning agent per env transition (may be < 1)
     learning_starts: int = 256  # transitions in the buffer before updates begin (>= batch_size)
+    # Discrete actions only. Critic targets and the actor loss use a Gumbel-softmax sample of the
+    # (target) actor's logits at this temperature: relaxed, or with straight_through the one-hot of
+    # its argmax with the relaxed sample's gradient. The actor loss adds logit_penalty times the
+    # mean squared logit, as the paper's code does (1e-3), so logits cannot grow without bound.
+    gumbel_temperature: float = 1.0
+    straight_through: bool = False
+    logit_penalty: float = 1e-3
 
 
 @dataclass
@@ -256,10 +273,11 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _require(env.num_obstacles >= 0, "env.num_obstacles must be >= 0")
     _require(env.max_cycles >= 1, "env.max_cycles must be >= 1: set env.max_cycles=50")
     _require(env.n_envs >= 1, "env.n_envs must be >= 1")
-    for key in ("actor_lr", "critic_lr", "tau", "updates_per_step"):
+    for key in ("actor_lr", "critic_lr", "tau", "updates_per_step", "gumbel_temperature"):
         _require(getattr(m, key) > 0, f"maddpg.{key} must be > 0, got {getattr(m, key)}")
     _require(0 <= m.gamma <= 1, f"maddpg.gamma must be in [0, 1], got {m.gamma}")
     _require(m.tau <= 1, f"maddpg.tau must be in (0, 1], got {m.tau}")
+    _require(m.logit_penalty >= 0, f"maddpg.logit_penalty must be >= 0, got {m.logit_penalty}")
     _require(m.target_update_every >= 1, "maddpg.target_update_every must be >= 1")
     _require(len(m.hidden) >= 1 and min(m.hidden) >= 1, "maddpg.hidden must list positive widths, e.g. [64,64]")
     _require(m.batch_size >= 1, "maddpg.batch_size must be >= 1")

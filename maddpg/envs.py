@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from mpe2 import simple_tag_v3
 
-from maddpg.config import Backend, EnvConfig
+from maddpg.config import Actions, Backend, EnvConfig
 from maddpg.seeding import derive_seeds
 from maddpg.twin import ACT_DIM, TorchTagEnv
 
@@ -63,10 +63,13 @@ class Mpe2VecEnv:
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """actions (E, N, 5) in [0, 1] -> next_obs (E, N, O), reward (E, N), truncated.
 
-        Discrete actions (`continuous_actions=False`) are (E, N) ints in 0..4.
+        Discrete actions (`continuous_actions=False`) are (E, N) ints in 0..4, or (E, N, 5) scores
+        whose argmax is played (one-hot actions, as the trainer's actors give them).
         `next_obs` is the true next observation, also on the last step of an episode;
         after `truncated` the caller calls `reset` before stepping again.
         """
+        if not self.continuous_actions and actions.dim() == 3:
+            actions = actions.argmax(-1)
         acts = actions.detach().to("cpu", torch.float32 if self.continuous_actions else torch.int64).numpy()
         for e, env in enumerate(self.envs):
             obs, rew, _, _, _ = env.step({name: acts[e, i] for i, name in enumerate(self.agent_names)})
@@ -112,7 +115,9 @@ VecEnv = Mpe2VecEnv | TorchTagEnv
 
 
 def make_env(cfg: EnvConfig, device: torch.device | str = "cpu") -> VecEnv:
-    """The backend `cfg.backend` with `cfg.n_envs` copies; the twin simulates in float32 on `device`."""
+    """The backend `cfg.backend` with `cfg.n_envs` copies, stepping `cfg.actions`; the twin simulates in
+    float32 on `device`."""
+    continuous = cfg.actions == Actions.continuous
     if cfg.backend == Backend.torch:
-        return TorchTagEnv(cfg, device)
-    return Mpe2VecEnv(cfg, device)
+        return TorchTagEnv(cfg, device, continuous_actions=continuous)
+    return Mpe2VecEnv(cfg, device, continuous_actions=continuous)

@@ -36,6 +36,7 @@ from maddpg.stats import bootstrap_ci
 
 METRICS = ("predator_return", "capture_rate", "prey_return")
 SUITE = ("still", "random", "flee", "weak", "strong")  # the prey of --suite
+SHIPPED = ("weak", "strong")  # they play continuous actions: a discrete run's suite leaves them out
 
 
 @torch.no_grad()
@@ -90,7 +91,7 @@ def trained_actors(checkpoint: Path, cfg: Config, mode: Mode, rank: int, env: Ve
     else:
         ranks = [0 if mode == Mode.pipeline else rank]
     states = [load_checkpoint(checkpoint, r)["learner"]["actor"] for r in ranks]
-    actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=True)
+    actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=not cfg.env.discrete)
     actor.load_state_dict({key: torch.cat([state[key] for state in states]) for key in states[0]})
     return actor
 
@@ -110,7 +111,8 @@ def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv, seed:
     """The run's predators (and its prey when `prey` is learned) acting against `prey`."""
     policy = opponent(prey, cfg, env, seed)
     learners = cfg.n_agents if policy is None else cfg.env.num_adversaries
-    learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, policy, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, policy, generator, discrete=cfg.env.discrete)
     learner.actor.load_state_dict(actors.select(range(learners)).state_dict())
     return learner
 
@@ -167,19 +169,23 @@ def evaluate_run(
 def suite(target: Path, seed: int | None = None, rank: int = 0, episodes: int = 100) -> dict:
     """A run's predators against every prey of SUITE, each beside the greedy team (maddpg/scripted.py)
     on the same start states (and a random prey's same draws) -> {"suite": {prey: {"predators":
-    summary, "greedy": summary}}, ...}."""
+    summary, "greedy": summary}}, ...}. A discrete run leaves out the shipped prey, saying why in "left_out";
+    the scripted greedy team and prey play the argmax of their actions there."""
     trained = load_trained(target, rank)
     cfg = trained.cfg
     seed = cfg.train.seed if seed is None else seed
     env = make_env(replace(cfg.env, n_envs=episodes))
-    results = {}
+    results, left_out = {}, {}
     for prey in SUITE:
+        if cfg.env.discrete and prey in SHIPPED:
+            left_out[prey] = "the shipped prey play continuous actions, this run discrete ones"
+            continue
         predators = build_learner(cfg, trained.actors, prey, env, seed)
         greedy = Team(GreedyTeam(cfg.env), opponent(prey, cfg, env, seed), cfg.env.num_adversaries)
         results[prey] = {team: summarize(evaluate_episodes(player, env, seed))
                          for team, player in (("predators", predators), ("greedy", greedy))}  # fmt: skip
     summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "seed": seed, "rank": rank}
-    return summary | {"episodes": episodes, "suite": results}
+    return summary | {"episodes": episodes, "suite": results} | ({"left_out": left_out} if left_out else {})
 
 
 def suite_table(summary: dict) -> str:

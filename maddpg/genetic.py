@@ -98,7 +98,9 @@ class Fitness:
         else:
             prey = None  # drawn anew for every measurement
         # The predators' actors alone, acting against `prey`; their weights are copied in at each measurement.
-        self.judge = Maddpg(env.obs_dims, env.act_dim, k, cfg.maddpg, prey, torch.Generator(), learner.device)
+        self.judge = Maddpg(
+            env.obs_dims, env.act_dim, k, cfg.maddpg, prey, torch.Generator(), learner.device, discrete=cfg.env.discrete
+        )
 
     def __call__(self) -> float:
         k, judge = self.cfg.env.num_adversaries, self.judge
@@ -112,7 +114,9 @@ class Fitness:
         every_prey = self.comm.all_gather_agents(rows[None, k:])[0]  # (P * n_prey, P)
         returns = []
         for prey_rows in every_prey.split(rows.shape[0] - k):
-            judge.prey = FrozenPrey(prey_actor(prey_rows, self.env.obs_dim, self.cfg.maddpg.hidden, self.env.act_dim))
+            judge.prey = FrozenPrey(
+                prey_actor(prey_rows, self.env.obs_dim, self.cfg.maddpg.hidden, self.env.act_dim, self.cfg.env.discrete)
+            )
             returns.append(self._predator_return())
         return sum(returns) / len(returns)
 

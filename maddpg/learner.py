@@ -32,6 +32,36 @@ def explore(actions: torch.Tensor, epsilon: float, noise_std: float, generator: 
     return torch.where(pick_uniform, uniform, noisy)
 
 
+def one_hot(index: torch.Tensor, n: int) -> torch.Tensor:
+    """index (...) -> float one-hot (..., n)."""
+    return torch.nn.functional.one_hot(index, n).float()
+
+
+def gumbel_softmax(logits: torch.Tensor, uniform: torch.Tensor, temperature: float, hard: bool) -> torch.Tensor:
+    """A relaxed one-hot sample of the categorical distribution softmax(logits), from uniform draws U
+    of the same shape: softmax((logits + G) / temperature), G = -log(-log U) a Gumbel sample. `hard`:
+    the one-hot of its argmax forward and the relaxed sample's gradient backward (straight-through)."""
+    perturbed = logits - uniform.log().neg_().log_()
+    if temperature != 1.0:
+        perturbed = perturbed / temperature
+    # softmax by hand: torch.softmax over a last dimension of 5 took 4x as long on the CPU (measured)
+    weights = (perturbed - perturbed.detach().amax(-1, keepdim=True)).exp()
+    soft = weights / weights.sum(-1, keepdim=True)
+    if not hard:
+        return soft
+    return one_hot(soft.argmax(-1), soft.shape[-1]) - soft.detach() + soft
+
+
+def explore_discrete(logits: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
+    """logits (..., A) -> one-hot actions: per agent, with probability `epsilon` a uniform random move,
+    otherwise a sample of the policy (the argmax of the logits plus Gumbel noise)."""
+    device, n = logits.device, logits.shape[-1]
+    gumbel = torch.rand(logits.shape, generator=generator, device=device).log_().neg_().log_().neg_()
+    uniform = torch.randint(n, logits.shape[:-1], generator=generator, device=device)
+    pick_uniform = torch.rand(logits.shape[:-1], generator=generator, device=device) < epsilon
+    return one_hot(torch.where(pick_uniform, uniform, (logits + gumbel).argmax(-1)), n)
+
+
 def no_reduce(grads: list[torch.Tensor]) -> None:
     """Gradients stay as computed: one process, or ranks that own different agents."""
 
@@ -46,6 +76,11 @@ class Maddpg:
 
     Learning agents are agents 0..n_learners-1 (predators first, as in mpe2); the rest are
     prey played by `prey`. Critic i sees every agent's (real-width) observation and action.
+
+    Actions are (..., A) in [0, 1] or, with `discrete`, one-hot: the actors then output logits,
+    acting samples them (argmax without exploration), and the critics see one-hot actions from the
+    buffer and Gumbel-softmax samples of the (target) actors (Lowe et al. 2017; see MaddpgConfig).
+    A prey's actions become the one-hot of their argmax.
 
     A distributed mode decides placement and communication only, through three arguments:
     `agents`, the learning agents whose networks this process holds (default: all);
@@ -66,8 +101,10 @@ class Maddpg:
         agents: Sequence[int] | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] = identity,
         reduce_grads: Callable[[list[torch.Tensor]], None] = no_reduce,
+        discrete: bool = False,
     ):
         self.cfg, self.prey, self.generator, self.device = cfg, prey, generator, torch.device(device)
+        self.discrete = discrete
         self.gather, self.reduce_grads = gather, reduce_grads
         self.agents = list(range(n_learners) if agents is None else agents)
         if self.agents != list(range(self.agents[0], self.agents[-1] + 1)):
@@ -83,7 +120,7 @@ class Maddpg:
         # Every learner's networks are initialised, then the local ones kept: agent i starts from
         # the same weights whichever rank holds it.
         actor = StackedMLP(
-            n_learners, self.obs_dim, cfg.hidden, act_dim, sigmoid_output=True, fan_in=obs_dims[:n_learners]
+            n_learners, self.obs_dim, cfg.hidden, act_dim, sigmoid_output=not discrete, fan_in=obs_dims[:n_learners]
         )
         critic = StackedMLP(n_learners, critic_in, cfg.hidden, 1)
         self.actor, self.critic = actor.select(self.agents).to(device), critic.select(self.agents).to(device)
@@ -111,33 +148,49 @@ class Maddpg:
     # -- acting ----------------------------------------------------------------------------
 
     def learner_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs (B, N, O) -> the local learners' deterministic actions (B, len(agents), A)."""
+        """obs (B, N, O) -> the local learners' actor outputs (B, len(agents), A): actions, or logits."""
         return self.actor(obs[:, self.span].transpose(0, 1)).transpose(0, 1)
 
-    def joint_actions(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """obs (B, N, O) -> every agent's action (B, N, A): learners' (target) actors, then the prey."""
-        if target:
-            acts = self.target_actor(obs[:, : self.n_learners].transpose(0, 1)).transpose(0, 1)
-        else:
-            acts = self.gather(self.learner_actions(obs))
-        if self.prey is not None:
-            prey_obs = obs[:, self.n_learners :]
-            prey_acts = self.prey.target_act(prey_obs) if target else self.prey.act(prey_obs)
-            acts = torch.cat([acts, prey_acts], dim=1)
-        return acts
+    def sample(self, logits: torch.Tensor, learners: slice = slice(None)) -> torch.Tensor:
+        """logits (n, B, A) of the learners `learners` -> their Gumbel-softmax samples (MaddpgConfig).
+        The noise is drawn for every learner and sliced, so ranks that hold different agents draw alike."""
+        uniform = torch.rand((self.n_learners, *logits.shape[1:]), generator=self.generator, device=self.device)
+        return gumbel_softmax(logits, uniform[learners], self.cfg.gumbel_temperature, self.cfg.straight_through)
+
+    def with_prey(self, learners: torch.Tensor, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Every learner's actions (B, n_learners, A) and the prey's (acting, or for critic targets) -> (B, N, A)."""
+        if self.prey is None:
+            return learners
+        prey_obs = obs[:, self.n_learners :]
+        prey = self.prey.target_act(prey_obs) if target else self.prey.act(prey_obs)
+        if self.discrete:
+            prey = one_hot(prey.argmax(-1), self.act_dim)
+        return torch.cat([learners, prey], dim=1)
+
+    def target_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (B, N, O) -> every agent's action for critic targets (B, N, A): every learner's target
+        actor (discrete: a Gumbel-softmax sample of it), then the prey's target action."""
+        learners = self.target_actor(obs[:, : self.n_learners].transpose(0, 1))  # (n_learners, B, A)
+        learners = self.sample(learners) if self.discrete else learners
+        return self.with_prey(learners.transpose(0, 1), obs, target=True)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, epsilon: float = 0.0, noise_std: float = 0.0) -> torch.Tensor:
-        """obs (E, N, O) -> actions (E, N, A); exploration applies to the learning agents only.
+        """obs (E, N, O) -> actions (E, N, A); exploration (either scale > 0) applies to the learning
+        agents only. Discrete actions explore by sampling the policy, and by epsilon's uniform moves.
 
         Exploration draws for every learner from `generator`, so ranks that share its seed
         agree on the joint action without another message.
         """
-        acts = self.joint_actions(obs)
-        if epsilon > 0 or noise_std > 0:
-            learners = acts[:, : self.n_learners]
-            acts[:, : self.n_learners] = explore(learners, epsilon, noise_std * self.noise_scale, self.generator)
-        return acts
+        out = self.gather(self.learner_actions(obs))  # (E, n_learners, A)
+        exploring = epsilon > 0 or noise_std > 0
+        if self.discrete:
+            acts = (
+                explore_discrete(out, epsilon, self.generator) if exploring else one_hot(out.argmax(-1), self.act_dim)
+            )
+        else:
+            acts = explore(out, epsilon, noise_std * self.noise_scale, self.generator) if exploring else out
+        return self.with_prey(acts, obs)
 
     # -- learning --------------------------------------------------------------------------
 
@@ -153,7 +206,7 @@ class Maddpg:
     def critic_losses(self, batch: Batch) -> torch.Tensor:
         """Every local learner's TD loss -> (len(agents),). Targets use the target actors of *all* agents."""
         with torch.no_grad():
-            next_act = self.joint_actions(batch.next_obs, target=True)  # (B, N, A)
+            next_act = self.target_actions(batch.next_obs)  # (B, N, A)
             q_next = self.q_values(self.target_critic, batch.next_obs, next_act)  # (n, B)
             # Episodes end by time-limit truncation, which is not terminal: `terminal` is 0 there and
             # the target bootstraps from the true final observation stored as next_obs.
@@ -163,15 +216,20 @@ class Maddpg:
 
     def actor_losses(self, batch: Batch) -> torch.Tensor:
         """Every local learner's policy loss -> (len(agents),): critic i scores agent i's current-policy
-        action together with the other agents' buffer actions (Lowe et al. 2017)."""
-        policy = self.learner_actions(batch.obs).transpose(0, 1)  # (n, B, A)
+        action (discrete: its Gumbel-softmax sample) together with the other agents' buffer actions
+        (Lowe et al. 2017)."""
+        out = self.actor(batch.obs[:, self.span].transpose(0, 1))  # (n, B, A)
+        policy = self.sample(out, self.span) if self.discrete else out
         # Critic i's input is the buffer's joint input with agent i's action replaced by its policy's.
         # Its first layer is linear, so that is the shared input's output plus (policy - buffer action)
         # times the weight rows of agent i's action columns.
         change = policy - batch.act[:, self.span].transpose(0, 1)
         own_rows = self.critic.layers[0].weight[self.local, self.own_cols]  # (n, A, H)
         q = self.critic.forward_shared(self.critic_input(batch.obs, batch.act), torch.bmm(change, own_rows))
-        return -q.squeeze(-1).mean(dim=1)
+        loss = -q.squeeze(-1).mean(dim=1)
+        if self.discrete:  # the paper's penalty on the logits' size
+            loss = loss + self.cfg.logit_penalty * out.square().mean(dim=(1, 2))
+        return loss
 
     def update(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One MADDPG update of every local learning agent -> (critic_loss, actor_loss), each (len(agents),).

@@ -22,7 +22,8 @@ Generators = tuple[torch.Generator, torch.Generator]  # a random prey's: acting,
 
 class FrozenPrey(nn.Module):
     """A pretrained prey. It never learns, so its target actor *is* its actor: critics bootstrap
-    with the loaded policy, never with a leftover random initialisation."""
+    with the loaded policy, never with a leftover random initialisation. A discrete prey's actor
+    gives logits; the learner plays their argmax."""
 
     def __init__(self, actor: StackedMLP):
         super().__init__()
@@ -30,7 +31,7 @@ class FrozenPrey(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs (B, n_prey, O) -> actions (B, n_prey, A), noise-free."""
+        """obs (B, n_prey, O) -> actions (B, n_prey, A) (discrete: logits), noise-free."""
         return self.actor(obs.transpose(0, 1)).transpose(0, 1)
 
     target_act = act
@@ -72,14 +73,15 @@ def prey_payload(actor: StackedMLP, env: EnvConfig, obs_dim: int, act_dim: int, 
         "num_obstacles": env.num_obstacles,
         "obs_dim": obs_dim,
         "act_dim": act_dim,
+        "actions": env.actions.value,
         "hidden": list(hidden),
         "actor": {k: v.detach().cpu().clone() for k, v in actor.state_dict().items()},
     }
 
 
-def prey_actor(rows: torch.Tensor, obs_dim: int, hidden: list[int], act_dim: int) -> StackedMLP:
+def prey_actor(rows: torch.Tensor, obs_dim: int, hidden: list[int], act_dim: int, discrete: bool) -> StackedMLP:
     """The prey actors from their parameter rows (n_prey, P), laid out as StackedMLP.rows lays them."""
-    actor = StackedMLP(len(rows), obs_dim, hidden, act_dim, sigmoid_output=True).to(rows.device)
+    actor = StackedMLP(len(rows), obs_dim, hidden, act_dim, sigmoid_output=not discrete).to(rows.device)
     actor.load_rows(rows)
     return actor
 
@@ -97,8 +99,15 @@ def load_prey(path: str, env: EnvConfig, obs_dim: int, act_dim: int, device: tor
             f"prey.checkpoint {path} was trained for (adversaries, good, obstacles, obs, act) = {trained}, "
             f"this run has {wanted}: set env.* to match or train a prey for these teams"
         )
+    actions = payload.get("actions", "continuous")  # files written before discrete actions existed
+    if actions != env.actions:
+        raise ConfigError(
+            f"prey.checkpoint {path} plays {actions} actions, this run env.actions={env.actions}: "
+            f"set env.actions={actions} or use a prey trained with env.actions={env.actions}"
+        )
     try:
-        actor = StackedMLP(env.num_good, obs_dim, payload["hidden"], act_dim, sigmoid_output=True).to(device)
+        actor = StackedMLP(env.num_good, obs_dim, payload["hidden"], act_dim, sigmoid_output=not env.discrete)
+        actor = actor.to(device)
         actor.load_state_dict(payload["actor"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a header or weights that do not fit
         raise ConfigError(
@@ -118,7 +127,7 @@ def write_prey_file(run_dir: Path, env_steps: int, path: Path) -> Config:
         raise ConfigError(f"{run_dir} is not a single-mode run whose prey learns: export needs one")
     cfg = load_config(base=state["config"])
     env = make_env(cfg.env)
-    actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=True)
+    actor = StackedMLP(cfg.n_learners, env.obs_dim, cfg.maddpg.hidden, env.act_dim, sigmoid_output=not cfg.env.discrete)
     actor.load_state_dict(state["learner"]["actor"])
     prey_actor = actor.select(range(cfg.env.num_adversaries, cfg.n_agents))
     save_atomic(prey_payload(prey_actor, cfg.env, env.obs_dim, env.act_dim, cfg.maddpg.hidden), path)

@@ -113,7 +113,8 @@ class TorchTagEnv:
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """actions (E, N, 5) in [0, 1] -> next_obs (E, N, O), reward (E, N), truncated.
 
-        Discrete actions (`continuous_actions=False`) are (E, N) ints in 0..4. Continuous
+        Discrete actions (`continuous_actions=False`) are (E, N) ints in 0..4, or (E, N, 5) scores
+        whose argmax is played (one-hot actions, as the trainer's actors give them). Continuous
         actions outside [0, 1] are clipped, as mpe2's ClipOutOfBoundsWrapper does.
         """
         n = self.n_agents
@@ -150,7 +151,8 @@ class TorchTagEnv:
             a = actions.to(self.device, self.dtype).clamp(0, 1)
             direction = torch.stack([a[..., 2] - a[..., 1], a[..., 4] - a[..., 3]], -1)
         else:
-            direction = self._directions[actions.to(self.device, torch.long)]
+            index = actions.argmax(-1) if actions.dim() == 3 else actions
+            direction = self._directions[index.to(self.device, torch.long)]
         return direction * self._accel
 
     def _contact_force(self) -> torch.Tensor:

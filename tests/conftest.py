@@ -56,12 +56,14 @@ def toy_config(*overrides: str) -> Config:
     return load_config(SMOKE, list(overrides))
 
 
-def toy_learner(n_learners=4, obs_dims=(6, 6, 6, 5), act_dim=5, prey="learn", seed=0, device="cpu") -> Maddpg:
-    cfg = load_config(None, ["maddpg.hidden=[8,8]", "maddpg.target_update_every=1"]).maddpg
+def toy_learner(
+    n_learners=4, obs_dims=(6, 6, 6, 5), act_dim=5, prey="learn", seed=0, device="cpu", discrete=False, *overrides: str
+) -> Maddpg:
+    cfg = load_config(None, ["maddpg.hidden=[8,8]", "maddpg.target_update_every=1", *overrides]).maddpg
     generator = torch.Generator(device).manual_seed(seed)
     torch.manual_seed(seed)
     prey_policy = RandomPrey(act_dim, generator) if prey == "random" else None
-    return Maddpg(list(obs_dims), act_dim, n_learners, cfg, prey_policy, generator, device)
+    return Maddpg(list(obs_dims), act_dim, n_learners, cfg, prey_policy, generator, device, discrete=discrete)
 
 
 def random_batch(size: int, obs_dims, act_dim: int = 5, seed: int = 1) -> Batch:

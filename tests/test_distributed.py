@@ -46,8 +46,10 @@ def test_data_mode_trains_identical_replicas(tmp_path):
     assert 0 < rows[-1]["comm_share"] < 1
 
 
-def test_model_mode_reproduces_single_mode(tmp_path):
-    common = ("prey.mode=random", "train.total_steps=100", "run.gif=false")  # 37 updates
+@pytest.mark.parametrize("actions", ["continuous", "discrete"])
+def test_model_mode_reproduces_single_mode(tmp_path, actions):
+    # 37 updates; discrete: every rank draws the Gumbel noise of every learner, as one process does
+    common = ("prey.mode=random", "train.total_steps=100", "run.gif=false", f"env.actions={actions}")
     result = torchrun(3, *train_args(tmp_path, "model", "--mode", "model", *common))
     assert result.returncode == 0, result.stderr[-3000:]
     single = subprocess.run([sys.executable, *train_args(tmp_path, "single", *common)], cwd=ROOT, capture_output=True)
@@ -67,6 +69,15 @@ def test_model_mode_reproduces_single_mode(tmp_path):
     out = ["--episodes", "4", "--out", str(tmp_path / "evaluation.json")]
     model, single = (evaluate.main([str(tmp_path / name), *out]) for name in ("model", "single"))
     assert model["predator_return"]["mean"] == pytest.approx(single["predator_return"]["mean"])
+
+
+@pytest.mark.parametrize("mode", ["data", "pipeline", "genetic"])
+def test_the_other_modes_train_with_discrete_actions(tmp_path, mode):
+    result = torchrun(2, *train_args(tmp_path, mode, "--mode", mode, "env.actions=discrete", "run.gif=false"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_rows(tmp_path / mode)[-1]["env_steps"] == 600
+    actions = load_checkpoint(list_checkpoints(tmp_path / mode, 2)[-1], 0)["config"]["env"]["actions"]
+    assert actions == "discrete"
 
 
 def test_a_world_size_that_does_not_fit_the_mode_stops_every_rank(tmp_path):

@@ -81,8 +81,9 @@ def test_critic_target_uses_target_actors_of_all_agents_on_next_obs():
     assert not torch.allclose(learner.critic_losses(changed_next).detach(), base)
 
 
-def test_actor_loss_gradient_reaches_only_its_own_actor():
-    learner = toy_learner()
+@pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "discrete: through the Gumbel-softmax"])
+def test_actor_loss_gradient_reaches_only_its_own_actor(discrete):
+    learner = toy_learner(discrete=discrete)
     batch = random_batch(16, OBS_DIMS)
     for i in range(learner.n_learners):
         learner.actor.zero_grad(set_to_none=False)
