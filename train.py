@@ -50,21 +50,10 @@ from maddpg.checkpoint import (
     save_atomic,
     save_checkpoint,
 )
-from maddpg.config import (
-    Config,
-    ConfigError,
-    Mode,
-    PreyMode,
-    check_resumable,
-    exit_on_error,
-    load_config,
-    load_yaml,
-    to_dict,
-    to_yaml,
-)
+from maddpg.config import Config, Mode, PreyMode, check_resumable, load_config, load_yaml, to_dict, to_yaml
 from maddpg.distributed import Comm, exit_process, setup, teardown, world_size_from_env
 from maddpg.envs import VecEnv, make_env
-from maddpg.errors import NonFiniteError
+from maddpg.errors import ConfigError, NonFiniteError, exit_on_error
 from maddpg.evaluate import evaluate
 from maddpg.genetic import Population, fitness_measure
 from maddpg.guard import nonfinite_error, nonfinite_loss, nonfinite_parameter

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
@@ -12,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from maddpg.errors import ConfigError, NonFiniteError
+from maddpg.errors import ConfigError
 from maddpg.pretrained import resolve_prey
 
 SCHEMA_FILE = "maddpg/config.py"
@@ -386,14 +385,3 @@ def to_yaml(cfg: Config) -> str:
 
 def to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
-
-
-def exit_on_error(
-    error: ConfigError | NonFiniteError, speak: bool = True, before_exit: Callable[[], None] = lambda: None
-) -> None:
-    """Exit with the error's code (2 for bad input, 3 for a non-finite value); under torchrun every rank
-    exits, and only rank 0 (`speak`) prints, then calls `before_exit`."""
-    if speak:
-        print(f"error: {error}", file=sys.stderr)
-    before_exit()
-    raise SystemExit(error.exit_code)

@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from maddpg.checkpoint import list_checkpoints, sha256
-from maddpg.config import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, exit_on_error
 from maddpg.experiments import ROOT, Jobs, run_all, run_or_keep
 from maddpg.plot import final_score, load_run
 from maddpg.pretrained import PREY_DIR, resolve_prey

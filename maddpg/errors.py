@@ -1,4 +1,9 @@
-"""The errors every entry point turns into one line on stderr and an exit code (see config.exit_on_error)."""
+"""The errors every entry point turns into one line on stderr and an exit code (exit_on_error)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
 
 
 class ConfigError(ValueError):
@@ -15,3 +20,14 @@ class NonFiniteError(ArithmeticError):
     """A NaN or Inf loss or parameter; the message names the agent, the network and the env step."""
 
     exit_code = 3
+
+
+def exit_on_error(
+    error: ConfigError | NonFiniteError, speak: bool = True, before_exit: Callable[[], None] = lambda: None
+) -> None:
+    """Exit with the error's code (2 for bad input, 3 for a non-finite value); under torchrun every rank
+    exits, and only rank 0 (`speak`) prints, then calls `before_exit`."""
+    if speak:
+        print(f"error: {error}", file=sys.stderr)
+    before_exit()
+    raise SystemExit(error.exit_code)

@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.config import Config, ConfigError, Mode, PreyMode, exit_on_error, load_config
+from maddpg.config import Config, Mode, PreyMode, load_config
 from maddpg.envs import VecEnv, make_env
+from maddpg.errors import ConfigError, exit_on_error
 from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
 from maddpg.prey import prey_policy

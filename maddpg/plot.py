@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from omegaconf import OmegaConf
 
-from maddpg.config import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, exit_on_error
 from maddpg.metrics import read_rows
 from maddpg.stats import bootstrap_ci, compare, improvement, summarise
 

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from maddpg.checkpoint import checkpoint_dir, load_checkpoint, load_file, rank_file, save_atomic
-from maddpg.config import Config, ConfigError, EnvConfig, Mode, PreyMode, exit_on_error, load_config, to_dict
+from maddpg.config import Config, EnvConfig, Mode, PreyMode, load_config, to_dict
 from maddpg.envs import make_env
+from maddpg.errors import ConfigError, exit_on_error
 from maddpg.networks import StackedMLP
 from maddpg.pretrained import MANIFEST, PREY_DIR, record, resolve_prey
 from maddpg.scripted import FleeingPrey, Scripted, StillPrey

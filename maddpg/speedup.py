@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from maddpg import plot
-from maddpg.config import ConfigError, exit_on_error, load_config
+from maddpg.config import load_config
+from maddpg.errors import ConfigError, exit_on_error
 from maddpg.experiments import EXPERIMENTS, ROOT, run_or_keep
 from maddpg.metrics import read_rows
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from maddpg.buffer import Batch, ReplayBuffer, States, observe, states
-from maddpg.config import Backend, ConfigError, EnvConfig
+from maddpg.config import Backend, EnvConfig
 from maddpg.envs import make_env
+from maddpg.errors import ConfigError
 from maddpg.twin import Observer
 
 ENV = EnvConfig(num_adversaries=2, num_good=1, num_obstacles=1)

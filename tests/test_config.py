@@ -10,7 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from maddpg.config import ConfigError, PreyMode, leaves, load_config
+from maddpg.config import PreyMode, leaves, load_config
+from maddpg.errors import ConfigError
 
 
 def test_defaults_are_the_studys_hyperparameters():

@@ -4,7 +4,7 @@ import pytest
 
 import train
 from maddpg import difficulty
-from maddpg.config import ConfigError
+from maddpg.errors import ConfigError
 from maddpg.plot import final_score, load_run
 from maddpg.pretrained import manifest, sha256
 

@@ -5,7 +5,8 @@ import torch
 
 import train
 from conftest import random_batch
-from maddpg.config import ConfigError, EnvConfig, load_config
+from maddpg.config import EnvConfig, load_config
+from maddpg.errors import ConfigError
 from maddpg.learner import Maddpg
 from maddpg.networks import StackedMLP
 from maddpg.pretrained import manifest, record, resolve_prey, sha256
