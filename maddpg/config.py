@@ -12,7 +12,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from maddpg.errors import ConfigError
-from maddpg.pretrained import resolve_prey
 
 SCHEMA_FILE = "maddpg/config.py"
 
@@ -313,7 +312,14 @@ def validate(cfg: Config, world_size: int = 1) -> None:
             cfg.prey.checkpoint is not None,
             "prey.mode=fixed needs a prey file: set prey.checkpoint=weak, strong (shipped) or PATH (a run's prey.pt)",
         )
-        resolve_prey(cfg.prey.checkpoint)
+        require_prey_file("prey.checkpoint", cfg.prey.checkpoint)
+
+
+def require_prey_file(key: str, name: str) -> None:
+    """A prey file's path must exist; a shipped prey's name is checked, with its sha256, where it is
+    loaded (prey.load_prey)."""
+    path = Path(name)
+    _require(path.suffix != ".pt" or path.is_file(), f"{key} {path} not found: name a shipped prey or a run's prey.pt")
 
 
 def validate_world(cfg: Config, world_size: int) -> None:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 
 from maddpg.buffer import Batch
 from maddpg.config import ExploreConfig, MaddpgConfig
 from maddpg.networks import StackedMLP
-from maddpg.prey import FrozenPrey, RandomPrey
-from maddpg.scripted import Scripted
 
-Prey = FrozenPrey | RandomPrey | Scripted | None
+
+class Prey(Protocol):
+    """A prey that does not learn (maddpg/prey.py, maddpg/scripted.py): its actions when acting, and
+    the actions its critics' targets bootstrap with."""
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (B, n_prey, O) -> actions (B, n_prey, A) (discrete: scores whose argmax is played)."""
+
+    def target_act(self, obs: torch.Tensor) -> torch.Tensor: ...
 
 
 def exploration_scale(initial: float, cfg: ExploreConfig, step: int) -> float:
@@ -95,7 +102,7 @@ class Maddpg:
         act_dim: int,
         n_learners: int,
         cfg: MaddpgConfig,
-        prey: Prey,
+        prey: Prey | None,
         generator: torch.Generator,
         device: torch.device | str = "cpu",
         agents: Sequence[int] | None = None,

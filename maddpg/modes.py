@@ -13,15 +13,17 @@ from maddpg.distributed import Comm
 from maddpg.learner import identity, no_reduce
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Placement:
+    """Built by keyword; the defaults are single mode's: every learning agent here, nothing to join."""
+
     agents: list[int]  # the learning agents whose networks this rank holds
-    replica: int  # this rank's random streams (seeding.Streams): a replica's own, or rank 0's shared by all
-    replicas: int  # ranks collecting different transitions: each loop iteration adds n_envs * replicas
-    population: int  # independent learners in the job; replicas / population ranks share each learner's work
     batch_size: int  # transitions this rank samples per update
-    gather: Callable[[torch.Tensor], torch.Tensor]  # local learners' actions -> every learner's
-    reduce_grads: Callable[[list[torch.Tensor]], None]
+    replica: int = 0  # this rank's random streams (seeding.Streams): a replica's own, or rank 0's shared by all
+    replicas: int = 1  # ranks collecting different transitions: each loop iteration adds n_envs * replicas
+    population: int = 1  # independent learners in the job; replicas / population ranks share each learner's work
+    gather: Callable[[torch.Tensor], torch.Tensor] = identity  # local learners' actions -> every learner's
+    reduce_grads: Callable[[list[torch.Tensor]], None] = no_reduce
     serves_updates: bool = False  # a pipeline learner: it trains on batches rank 0 sends, and never acts
 
 
@@ -42,18 +44,19 @@ def placement(cfg: Config, comm: Comm) -> Placement:
     learners, batch, world = list(range(cfg.n_learners)), cfg.maddpg.batch_size, comm.world_size
     if cfg.mode == Mode.data:
         micro = batch // world if cfg.dist.data_batch == DataBatch.split else batch
-        return Placement(learners, comm.rank, world, 1, micro, identity, comm.all_reduce_mean_)
+        return Placement(agents=learners, batch_size=micro, replica=comm.rank, replicas=world,
+                         reduce_grads=comm.all_reduce_mean_)  # fmt: skip
     if cfg.mode == Mode.model:
         mine = blocks(cfg.n_learners, world)
         gather = partial(comm.all_gather_agents, sizes=[len(b) for b in mine])
-        return Placement(list(mine[comm.rank]), 0, 1, 1, batch, gather, no_reduce)
+        return Placement(agents=list(mine[comm.rank]), batch_size=batch, gather=gather)
     if cfg.mode == Mode.pipeline:
         learner_ranks = comm.subgroup(list(range(1, world)))
         if learner_ranks is None:  # rank 0 acts with a copy of every actor and ships batches
-            return Placement(learners, 0, 1, 1, batch, identity, no_reduce)
+            return Placement(agents=learners, batch_size=batch)
         mine = blocks(cfg.n_learners, world - 1)
         gather = partial(learner_ranks.all_gather_agents, sizes=[len(b) for b in mine])
-        return Placement(list(mine[comm.rank - 1]), 0, 1, 1, batch, gather, no_reduce, True)
+        return Placement(agents=list(mine[comm.rank - 1]), batch_size=batch, gather=gather, serves_updates=True)
     if cfg.mode == Mode.genetic:
-        return Placement(learners, comm.rank, world, world, batch, identity, no_reduce)
-    return Placement(learners, 0, 1, 1, batch, identity, no_reduce)
+        return Placement(agents=learners, batch_size=batch, replica=comm.rank, replicas=world, population=world)
+    return Placement(agents=learners, batch_size=batch)
