@@ -57,12 +57,13 @@ from maddpg.errors import ConfigError, NonFiniteError, exit_on_error
 from maddpg.evaluate import evaluate
 from maddpg.genetic import Population, fitness_measure
 from maddpg.guard import nonfinite_error, nonfinite_loss, nonfinite_parameter
-from maddpg.learner import Maddpg, exploration_scale
+from maddpg.learner import Maddpg, Prey, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
+from maddpg.opponents import MixedBuffer, MixedPrey, opponent
 from maddpg.pipeline import DONE, SAVE, RolloutLink, serve_updates
 from maddpg.plot import plot_learning_curve
-from maddpg.prey import RandomPrey, prey_actor, prey_payload, prey_policy
+from maddpg.prey import RandomPrey, prey_actor, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.stop import StopRequest
 from maddpg.twin import Observer
@@ -213,11 +214,8 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     streams = seeding.Streams(cfg.train.seed, place.replica)
     env = make_env(cfg.env, device)
     eval_env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes), device)
-    prey = None
-    if cfg.prey.mode != PreyMode.learn:
-        generators = tuple(streams.generator(purpose, device) for purpose in (seeding.PREY, seeding.PREY_TARGET))
-        name = cfg.prey.checkpoint if cfg.prey.mode == PreyMode.fixed else cfg.prey.mode
-        prey = prey_policy(name, cfg.env, env.obs_dim, env.act_dim, device, generators)
+    generators = tuple(streams.generator(purpose, device) for purpose in (seeding.PREY, seeding.PREY_TARGET))
+    prey = opponent(cfg.prey, cfg.env, env.obs_dim, env.act_dim, device, generators)
     diverse = cfg.mode == Mode.genetic and cfg.genetic.diverse_init
     torch.manual_seed(seeding.Streams(cfg.train.seed, place.replica if diverse else 0).seed_of(seeding.INIT))
     learner = Maddpg(
@@ -226,11 +224,14 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     )  # fmt: skip
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
-    buffer = ReplayBuffer(
-        cfg.maddpg.buffer_size * place.population // place.replicas, Observer(cfg.env, device), cfg.env.num_obstacles,
-        env.act_dim, seed=streams.seed_of(seeding.SAMPLE), device=device, state_dtype=env.state_dtype,
-    )  # fmt: skip
-    return env, eval_env, learner, buffer
+    capacity = cfg.maddpg.buffer_size * place.population // place.replicas
+    mixed = isinstance(prey, MixedPrey)
+    buffers = [
+        ReplayBuffer(capacity // len(prey.policies) if mixed else capacity, Observer(cfg.env, device),
+                     cfg.env.num_obstacles, env.act_dim, seed=seed, device=device, state_dtype=env.state_dtype)
+        for seed in seeding.derive_seeds(*streams.key(seeding.SAMPLE), n=len(prey.policies) if mixed else 1)
+    ]  # fmt: skip
+    return env, eval_env, learner, MixedBuffer(prey, buffers) if mixed else buffers[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,7 +269,7 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
     start = together(comm, lambda: resolve_start(cfg, args, comm))
     run_dir, resume_from = start.run_dir, start.checkpoint
     env, eval_env, learner, buffer = together(comm, lambda: build(cfg, comm.device, place))
-    parts = {"learner": learner} | ({"prey": learner.prey} if isinstance(learner.prey, RandomPrey) else {})
+    parts = {"learner": learner} | prey_part(learner.prey)
 
     if place.serves_updates:
         if resume_from is not None:
@@ -322,6 +323,11 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
     return 0
 
 
+def prey_part(prey: Prey | None) -> dict:
+    """{"prey": prey} when a checkpoint must carry the prey's state (a random prey's streams), else {}."""
+    return {"prey": prey} if isinstance(prey, RandomPrey | MixedPrey) else {}
+
+
 def checkpoint_state(cfg: Config, comm: Comm, parts: dict) -> dict:
     """A rank's checkpoint: its parts' states, and what wrote them (a resume must match it)."""
     return {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "mode": cfg.mode.value,
@@ -343,7 +349,8 @@ def stopped_line(stop: StopRequest, env_steps: int, run_dir: Path, world_size: i
 def summary_line(row: dict, cfg: Config) -> str:
     """The final evaluation in one line."""
     prey = {PreyMode.learn: "its own learned prey", PreyMode.random: "a random prey", PreyMode.still: "a still prey",
-            PreyMode.flee: "the fleeing prey"}.get(cfg.prey.mode, f"the {cfg.prey.checkpoint} prey")  # fmt: skip
+            PreyMode.flee: "the fleeing prey", PreyMode.fixed: f"the {cfg.prey.checkpoint} prey",
+            PreyMode.mix: f"a mix of prey ({', '.join(cfg.prey.mix)})"}[cfg.prey.mode]  # fmt: skip
     return (
         f"final evaluation at {row['env_steps']:,} env steps ({cfg.train.eval_episodes} noise-free episodes "
         f"against {prey}): predator_return {row['predator_return']:.1f}, capture_rate {row['capture_rate']:.3f}, "
@@ -456,8 +463,7 @@ def train(
             "progress": asdict(p),
             "tally": tally.state_dict(),
         } | ({} if population is None else {"population": population.state_dict()})
-        if isinstance(learner.prey, RandomPrey):
-            parts["prey"] = learner.prey.state_dict()
+        parts |= {key: part.state_dict() for key, part in prey_part(learner.prey).items()}
         state = checkpoint_state(cfg, comm, parts)
         save_checkpoint(state, run_dir, p.env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
         last_save, saved_at = time.monotonic(), p.env_steps

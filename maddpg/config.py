@@ -56,6 +56,7 @@ class PreyMode(StrEnum):
     random = "random"  # uniform random actions in [0, 1]^5
     still = "still"  # scripted: never pushes (maddpg/scripted.py)
     flee = "flee"  # scripted: flees the predators, round obstacles, away from the arena's edge (maddpg/scripted.py)
+    mix = "mix"  # env copy e plays prey.mix[e % K], each into a buffer of its own (maddpg.opponents.py)
 
 
 class Actions(StrEnum):
@@ -87,6 +88,8 @@ class EnvConfig:
 class PreyConfig:
     mode: PreyMode = PreyMode.learn
     checkpoint: str | None = None  # mode=fixed: a shipped prey (weak, strong) or a prey file (a run's prey.pt)
+    mix: list[str] = field(default_factory=lambda: ["still", "random", "flee"])  # mode=mix: still, random, flee,
+    # a shipped prey or a prey file, each any number of times
 
 
 @dataclass
@@ -260,7 +263,7 @@ def leaves(node: object, prefix: str = "") -> Iterator[tuple[str, object]]:
 def validate(cfg: Config, world_size: int = 1) -> None:
     """Range and consistency checks that the schema's types cannot express."""
     for key, value in leaves(cfg):
-        if isinstance(value, list):  # the schema types the list, not always its items
+        if isinstance(value, list) and key != "prey.mix":  # the schema types these lists, not always their items
             _require(all(type(x) in (int, float) for x in value), f"{key} must list numbers, got {value}")
         numbers = value if isinstance(value, list) else [value]
         finite = all(math.isfinite(x) for x in numbers if isinstance(x, float))
@@ -313,6 +316,8 @@ def validate(cfg: Config, world_size: int = 1) -> None:
             "prey.mode=fixed needs a prey file: set prey.checkpoint=weak, strong (shipped) or PATH (a run's prey.pt)",
         )
         require_prey_file("prey.checkpoint", cfg.prey.checkpoint)
+    if cfg.prey.mode == PreyMode.mix:
+        validate_mix(cfg)
 
 
 def require_prey_file(key: str, name: str) -> None:
@@ -320,6 +325,21 @@ def require_prey_file(key: str, name: str) -> None:
     loaded (prey.load_prey)."""
     path = Path(name)
     _require(path.suffix != ".pt" or path.is_file(), f"{key} {path} not found: name a shipped prey or a run's prey.pt")
+
+
+def validate_mix(cfg: Config) -> None:
+    mix = cfg.prey.mix
+    _require(len(mix) >= 2, f"prey.mode=mix needs two or more prey in prey.mix, got {mix}: or use that prey's mode")
+    for name in mix:
+        _require(name not in (PreyMode.learn, PreyMode.fixed, PreyMode.mix),
+                 f"prey.mix holds prey that do not learn (still, random, flee, a shipped prey or a prey file), "
+                 f"not {name}")  # fmt: skip
+        require_prey_file("prey.mix entry", name)
+    _require(cfg.mode not in (Mode.pipeline, Mode.genetic),
+             f"prey.mode=mix trains on each prey's batches in turn, which mode {cfg.mode} does not: "
+             "use mode single, data or model")  # fmt: skip
+    for key, copies in (("env.n_envs", cfg.env.n_envs), ("train.eval_episodes", cfg.train.eval_episodes)):
+        _require(copies >= len(mix), f"{key}={copies} leaves prey of prey.mix unplayed: set it to {len(mix)} or more")
 
 
 def validate_world(cfg: Config, world_size: int) -> None:

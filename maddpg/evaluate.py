@@ -3,7 +3,7 @@
 As a command, it evaluates a trained run against any prey and can draw an episode:
 
     python -m maddpg.evaluate RUN_DIR_OR_CHECKPOINT [--episodes N] [--seed S] [--rank R] [--out FILE]
-                              [--prey learned|still|random|flee|weak|strong|PATH] [--gif FILE] | [--suite]
+                              [--prey learned|mix|still|random|flee|weak|strong|PATH] [--gif FILE] | [--suite]
 
 It prints a JSON summary (means with 95% bootstrap confidence intervals over the episodes) and
 writes it to --out (default: evaluation.json beside the checkpoint directories, in the run
@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 
-from maddpg.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.checkpoint import corrupted_ranks, list_checkpoints, load_checkpoint
 from maddpg.config import Config, Mode, PreyMode, load_config
 from maddpg.envs import VecEnv, make_env
 from maddpg.errors import ConfigError, exit_on_error
 from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
+from maddpg.opponents import opponent as run_opponent
 from maddpg.prey import prey_policy
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.scripted import GreedyTeam, Team
@@ -98,13 +99,15 @@ def trained_actors(checkpoint: Path, cfg: Config, mode: Mode, rank: int, env: Ve
 
 
 def opponent(prey: str, cfg: Config, env: VecEnv, seed: int) -> Prey | None:
-    """A prey by name -> the policy that plays it: None for `learned` (the run's own prey actors), a
-    scripted prey (still, random, flee: maddpg/scripted.py), a shipped prey (weak, strong) or a prey file."""
-    if prey == "learned":
-        if cfg.prey.mode != PreyMode.learn:
-            raise ConfigError(f"--prey learned: this run's prey did not learn (prey.mode={cfg.prey.mode})")
-        return None
+    """A prey by name -> the policy that plays it: the run's own for `learned` (None: its prey actors
+    play) and `mix` (its mix of prey), a scripted prey (still, random, flee: maddpg/scripted.py), a
+    shipped prey (weak, strong) or a prey file."""
     generator = torch.Generator().manual_seed(seed)
+    if prey in ("learned", PreyMode.mix):
+        mode = PreyMode.learn if prey == "learned" else PreyMode.mix
+        if cfg.prey.mode != mode:
+            raise ConfigError(f"--prey {prey}: this run did not train against it (prey.mode={cfg.prey.mode})")
+        return run_opponent(cfg.prey, cfg.env, env.obs_dim, env.act_dim, "cpu", (generator, generator))
     return prey_policy(prey, cfg.env, env.obs_dim, env.act_dim, "cpu", (generator, generator))
 
 
@@ -119,7 +122,7 @@ def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv, seed:
 
 
 def default_prey(cfg: Config) -> str:
-    return {PreyMode.learn: "learned", PreyMode.random: "random"}.get(cfg.prey.mode) or cfg.prey.checkpoint
+    return {PreyMode.learn: "learned", PreyMode.fixed: cfg.prey.checkpoint}.get(cfg.prey.mode, cfg.prey.mode)
 
 
 def summarize(episodes: dict[str, torch.Tensor]) -> dict[str, dict]:
@@ -142,8 +145,15 @@ class Trained:
 
 
 def load_trained(target: Path, rank: int) -> Trained:
-    """The latest checkpoint of a run (or the checkpoint named) -> its actors (genetic: learner `rank`'s)."""
+    """The latest checkpoint of a run (or the checkpoint named), its rank files checked against their
+    sha256 -> its actors (genetic: learner `rank`'s)."""
     checkpoint = latest_checkpoint(target)
+    bad = corrupted_ranks(checkpoint, len(list(checkpoint.glob("rank*.pt"))))
+    if bad:
+        raise ConfigError(
+            f"{checkpoint}: rank file(s) {bad} do not match their sha256 (changed or corrupted): restore them "
+            "(shipped predators: git checkout maddpg/pretrained_predators) or evaluate another checkpoint"
+        )
     state = load_checkpoint(checkpoint, 0)
     cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
     actors = trained_actors(checkpoint, cfg, Mode(state["config"]["mode"]), rank, make_env(cfg.env))
@@ -207,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=Path, help="a run directory, a checkpoint directory or a rank file")
     parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--prey", help="learned, still, random, flee, weak, strong or a prey file (default: the run's)")
+    parser.add_argument(
+        "--prey", help="learned, mix, still, random, flee, weak, strong or a prey file (default: the run's)"
+    )
     parser.add_argument("--suite", action="store_true", help="against every prey of the suite, beside the greedy team")
     parser.add_argument("--seed", type=int, help="start states (default: the run's train.seed)")
     parser.add_argument("--rank", type=int, default=0, help="genetic mode: which learner")

@@ -1,19 +1,26 @@
-"""The prey shipped with the project: prey files under maddpg/pretrained_prey/, listed with their
-sha256 in its manifest.json, so `prey.checkpoint=weak` or `=strong` names a verified file.
+"""What the project ships, each listed with its sha256 and provenance in a manifest.json:
 
-`make prey` trains them (see the Makefile) and `python -m maddpg.prey export` records each one.
+- prey files under maddpg/pretrained_prey/, so `prey.checkpoint=weak` or `=strong` names a verified
+  file. `make prey` trains them (see the Makefile) and `python -m maddpg.prey export` records each one.
+- predators under maddpg/pretrained_predators/NAME/, a run's last checkpoint as a run directory holds
+  it (without its replay buffer), so `python -m maddpg.evaluate maddpg/pretrained_predators/NAME`
+  plays them; evaluation checks every rank file against its sha256. `make predators` trains and ships
+  them with `python -m maddpg.pretrained ship RUN_DIR --name NAME --command CMD`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 from pathlib import Path
 
-from maddpg.checkpoint import sha256
-from maddpg.errors import ConfigError
+from maddpg.checkpoint import digest_file, drop_buffer, latest_good_checkpoint, load_checkpoint, sha256
+from maddpg.errors import ConfigError, exit_on_error
 
 PREY_DIR = Path(__file__).parent / "pretrained_prey"
 MANIFEST = PREY_DIR / "manifest.json"
+PREDATORS_DIR = Path(__file__).parent / "pretrained_predators"
 
 
 def manifest(path: Path = MANIFEST) -> dict[str, dict]:
@@ -51,3 +58,50 @@ def resolve_prey(checkpoint: str, path: Path = MANIFEST) -> Path:
             "(runs with prey.mode=learn write one)"
         )
     return prey_file
+
+
+def ship_predators(run_dir: Path, name: str, command: str, dest: Path = PREDATORS_DIR) -> Path:
+    """A run's newest intact checkpoint -> dest/NAME/checkpoints/ (replacing what was there), without
+    its replay buffers, recorded in dest's manifest with every rank file's sha256 and the provenance:
+    the env steps, mode, seed, config and the `command` that trained the run."""
+    first = sorted((run_dir / "checkpoints").glob("ckpt_*/rank0.pt"))
+    if not first:
+        raise ConfigError(f"{run_dir} holds no checkpoint: train it first")
+    world_size = load_checkpoint(first[-1].parent, 0)["world_size"]
+    checkpoint = latest_good_checkpoint(run_dir, world_size)
+    target = dest / name
+    shutil.rmtree(target, ignore_errors=True)
+    shipped = target / "checkpoints" / checkpoint.name
+    shutil.copytree(checkpoint, shipped)
+    drop_buffer(shipped, world_size)
+    state = load_checkpoint(shipped, 0)
+    files = sorted(shipped.glob("rank*.pt"))
+    entry = {
+        "checkpoint": str(shipped.relative_to(dest)),
+        "sha256": {f.name: digest_file(f).read_text().strip() for f in files},
+        "env_steps": state["progress"]["env_steps"],
+        "mode": state["config"]["mode"],
+        "seed": state["config"]["train"]["seed"],
+        "command": command,
+        "config": state["config"],
+    }
+    entries = manifest(dest / MANIFEST.name) | {name: entry}
+    (dest / MANIFEST.name).write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Ship a run's predators: python -m maddpg.pretrained ship RUN_DIR ...")
+    parser.add_argument("action", choices=["ship"])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--name", required=True, help="the shipped predators' name (maddpg/pretrained_predators/NAME)")
+    parser.add_argument("--command", required=True, help="the command that trained the run, for the manifest")
+    args = parser.parse_args(argv)
+    try:
+        print(ship_predators(args.run_dir, args.name, args.command))
+    except ConfigError as error:
+        exit_on_error(error)
+
+
+if __name__ == "__main__":
+    main()

@@ -46,10 +46,14 @@ def test_data_mode_trains_identical_replicas(tmp_path):
     assert 0 < rows[-1]["comm_share"] < 1
 
 
-@pytest.mark.parametrize("actions", ["continuous", "discrete"])
-def test_model_mode_reproduces_single_mode(tmp_path, actions):
+MIX = ("prey.mode=mix", "prey.mix=[random,flee]", "env.n_envs=2")  # each prey's batches in turn, on every rank
+
+
+@pytest.mark.parametrize("actions, prey", [("continuous", ("prey.mode=random",)), ("discrete", ("prey.mode=random",)),
+                                           ("continuous", MIX)])  # fmt: skip
+def test_model_mode_reproduces_single_mode(tmp_path, actions, prey):
     # 37 updates; discrete: every rank draws the Gumbel noise of every learner, as one process does
-    common = ("prey.mode=random", "train.total_steps=100", "run.gif=false", f"env.actions={actions}")
+    common = (*prey, "train.total_steps=100", "run.gif=false", f"env.actions={actions}")
     result = torchrun(3, *train_args(tmp_path, "model", "--mode", "model", *common))
     assert result.returncode == 0, result.stderr[-3000:]
     single = subprocess.run([sys.executable, *train_args(tmp_path, "single", *common)], cwd=ROOT, capture_output=True)

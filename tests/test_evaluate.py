@@ -7,8 +7,8 @@ from PIL import Image
 
 import train
 from conftest import SMOKE
-from maddpg import evaluate
-from maddpg.checkpoint import list_checkpoints
+from maddpg import evaluate, pretrained
+from maddpg.checkpoint import list_checkpoints, load_checkpoint, sha256
 
 FIELDS = ("predator_return", "capture_rate", "prey_return")
 
@@ -60,3 +60,19 @@ def test_a_bad_target_or_prey_exits_with_one_line(run, tmp_path, capsys):
             evaluate.main(argv)
         assert info.value.code == 2
         assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_shipped_predators_play_as_their_run_did_and_a_changed_file_is_refused(run, tmp_path, capsys):
+    shipped = pretrained.ship_predators(run, "toy", "python train.py --config smoke.yaml", dest=tmp_path)
+    entry = pretrained.manifest(tmp_path / "manifest.json")["toy"]
+    rank0 = tmp_path / entry["checkpoint"] / "rank0.pt"
+    assert (entry["env_steps"], entry["mode"], entry["seed"]) == (600, "single", 0)
+    assert entry["sha256"] == {"rank0.pt": sha256(rank0)}
+    assert "data" not in load_checkpoint(rank0.parent, 0)["buffer"]  # shipped without the replay buffer
+    out = ["--episodes", "4", "--out", str(tmp_path / "summary.json")]
+    assert evaluate.main([str(shipped), *out])["predator_return"] == evaluate.main([str(run), *out])["predator_return"]
+    rank0.write_bytes(rank0.read_bytes()[:-1])
+    with pytest.raises(SystemExit) as info:
+        evaluate.main([str(shipped), *out])
+    assert info.value.code == 2 and "sha256" in capsys.readouterr().err
+

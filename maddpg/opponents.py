@@ -1,0 +1,97 @@
+"""The prey a run plays when its prey does not learn (`opponent`): one, or a mix of them.
+
+With prey.mode=mix (the prey named in prey.mix), env copy e plays prey.mix[e % K] for the whole run,
+and evaluation copies likewise. A critic's target needs the action the prey *that played* would take
+next, so each prey's transitions go to a replay buffer of its own (buffer_size / K each), and each
+update trains on one prey's batch, the prey taking turns, bootstrapping with that prey's target
+actions: MixedBuffer.sample tells MixedPrey whose turn it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from maddpg.buffer import Batch, ReplayBuffer, States
+from maddpg.config import EnvConfig, PreyConfig, PreyMode
+from maddpg.learner import Prey
+from maddpg.prey import Generators, RandomPrey, prey_policy
+
+
+def opponent(
+    prey: PreyConfig, env: EnvConfig, obs_dim: int, act_dim: int, device: torch.device | str, generators: Generators
+) -> Prey | None:
+    """A run's prey when it does not learn (prey.mode: one prey, or a MixedPrey); None when it learns.
+    A random prey draws from `generators` (acting, critics' targets)."""
+    if prey.mode == PreyMode.learn:
+        return None
+    names = {PreyMode.fixed: [prey.checkpoint], PreyMode.mix: prey.mix}.get(prey.mode, [prey.mode])
+    policies = [prey_policy(name, env, obs_dim, act_dim, device, generators) for name in names]
+    return MixedPrey(policies) if prey.mode == PreyMode.mix else policies[0]
+
+
+def kinds(n: int, k: int, device: torch.device) -> torch.Tensor:
+    """The prey each of `n` env copies plays: copy e plays prey e % k."""
+    return torch.arange(n, device=device) % k
+
+
+class MixedPrey:
+    """Acts as prey e % K in env copy e; its critics' targets are those of the prey whose batch is
+    being trained on (`turn`, set by MixedBuffer.sample)."""
+
+    def __init__(self, policies: Sequence[Prey]):
+        self.policies, self.turn = list(policies), 0
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (E, n_prey, O) -> actions (E, n_prey, A), copy e's from prey e % K."""
+        of = kinds(len(obs), len(self.policies), obs.device)
+        actions = [policy.act(obs[of == k]) for k, policy in enumerate(self.policies)]
+        out = actions[0].new_empty((len(obs), *actions[0].shape[1:]))
+        for k, part in enumerate(actions):
+            out[of == k] = part
+        return out
+
+    def target_act(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.policies[self.turn].target_act(obs)
+
+    def state_dict(self) -> dict:
+        """The random prey's streams (the others hold no state that changes)."""
+        return {k: p.state_dict() for k, p in enumerate(self.policies) if isinstance(p, RandomPrey)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, random_state in state.items():
+            self.policies[k].load_state_dict(random_state)
+
+
+class MixedBuffer:
+    """One replay buffer per prey of `prey`; batches come from each in turn."""
+
+    def __init__(self, prey: MixedPrey, buffers: Sequence[ReplayBuffer]):
+        self.prey, self.buffers = prey, list(buffers)
+
+    @property
+    def size(self) -> int:
+        return sum(buffer.size for buffer in self.buffers)
+
+    def add(self, batch: States) -> None:
+        """E transitions, copy e's into buffer e % K."""
+        of = kinds(len(batch.act), len(self.buffers), batch.act.device)
+        for k, buffer in enumerate(self.buffers):
+            buffer.add(States(*(field[of == k] for field in batch)))
+
+    def sample(self, batch_size: int) -> Batch:
+        """The next prey's batch; its target actions are the critics' targets until the next sample."""
+        self.prey.turn = (self.prey.turn + 1) % len(self.buffers)
+        return self.buffers[self.prey.turn].sample(batch_size)
+
+    def nbytes(self) -> int:
+        return sum(buffer.nbytes() for buffer in self.buffers)
+
+    def state_dict(self, include_data: bool) -> dict:
+        return {"turn": self.prey.turn, "buffers": [b.state_dict(include_data) for b in self.buffers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.prey.turn = state["turn"]
+        for buffer, buffer_state in zip(self.buffers, state["buffers"], strict=True):
+            buffer.load_state_dict(buffer_state)
