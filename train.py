@@ -30,11 +30,9 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -51,24 +49,23 @@ from maddpg.checkpoint import (
     save_checkpoint,
 )
 from maddpg.config import Config, Mode, PreyMode, check_resumable, load_config, load_yaml, to_dict, to_yaml
-from maddpg.distributed import Comm, exit_process, setup, teardown, world_size_from_env
+from maddpg.distributed import Comm, exit_process, on_main, setup, teardown, together, world_size_from_env
 from maddpg.envs import VecEnv, make_env
-from maddpg.errors import ConfigError, NonFiniteError, exit_on_error
+from maddpg.errors import ConfigError, exit_on_error
 from maddpg.evaluate import evaluate
 from maddpg.genetic import Population, fitness_measure
-from maddpg.guard import nonfinite_error, nonfinite_loss, nonfinite_parameter
+from maddpg.guard import stop_on_nonfinite_parameter
 from maddpg.learner import Maddpg, Prey, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
 from maddpg.opponents import MixedBuffer, MixedPrey, opponent
-from maddpg.pipeline import DONE, SAVE, RolloutLink, serve_updates
+from maddpg.pipeline import RolloutLink, serve
 from maddpg.plot import plot_learning_curve
 from maddpg.prey import RandomPrey, prey_actor, prey_payload
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.stop import StopRequest
 from maddpg.twin import Observer
-
-T = TypeVar("T")
+from maddpg.updates import LocalUpdates, Updates
 
 
 @dataclass
@@ -81,6 +78,13 @@ class Progress:
     next_eval: int = 0
     next_checkpoint: int = 0
     update_credit: float = 0.0  # fractional updates owed by the updates_per_step schedule
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -117,20 +121,6 @@ class Start:
     continued: bool = False  # the directory holds earlier rows: --resume, or an elastic restart of this job
 
 
-def on_main(comm: Comm, decide: Callable[[], T]) -> T:
-    """`decide()` run on rank 0 and broadcast to every rank; its ConfigError is raised on every rank."""
-    outcome = None
-    if comm.is_main:
-        try:
-            outcome = (decide(), None)
-        except ConfigError as error:
-            outcome = (None, str(error))
-    value, error = comm.broadcast_object(outcome)
-    if error is not None:
-        raise ConfigError(error)
-    return value
-
-
 def resolve_start(cfg: Config, args: argparse.Namespace, comm: Comm) -> Start:
     """Decided on rank 0 and broadcast: every rank resumes from the same checkpoint. Every rank first
     reports the checkpoint files of its own that it sees, so that ranks on nodes with run directories
@@ -165,46 +155,49 @@ def _start(args: argparse.Namespace, run_dir: Path, views: list[tuple[str, list[
     return Start(run_dir, checkpoint, continued=True)
 
 
-def stop_together(comm: Comm, error: ConfigError | NonFiniteError | None) -> None:
-    """If any rank met an error, every rank exits with the lowest such rank's (code 2, or 3 for a
-    non-finite value), rank 0 printing its one line. Every rank must call it."""
-    error = comm.first(error)
-    if error is not None:
-        # Rank 0 speaks before any rank leaves: torchrun stops every worker once one has exited.
-        exit_on_error(error, speak=comm.is_main, before_exit=comm.barrier)
+class Checkpoints:
+    """This rank's part of the run's checkpoints: `parts`, each with state_dict and load_state_dict,
+    saved under their keys together with what wrote them (a resume must match it)."""
+
+    def __init__(self, cfg: Config, comm: Comm, run_dir: Path, learner: Maddpg, agent_names: list[str]):
+        self.cfg, self.comm, self.run_dir, self.learner, self.agent_names = cfg, comm, run_dir, learner, agent_names
+        self.parts: dict[str, object] = {"learner": learner} | prey_part(learner.prey)
+
+    def restore(self, checkpoint: Path) -> None:
+        """Load this rank's file of `checkpoint` into the parts. The checkpoint must have been written by
+        a job of this mode and world size."""
+        cfg, comm = self.cfg, self.comm
+        state = load_checkpoint(checkpoint, comm.rank, comm.device)
+        written = (state["mode"], state["world_size"])
+        if written != (cfg.mode.value, comm.world_size):
+            mode, ranks = written
+            launch = "python train.py" if ranks == 1 else f"torchrun --nproc_per_node={ranks} train.py (on one node)"
+            raise ConfigError(
+                f"{checkpoint} was written by {ranks} rank(s) in mode {mode}, this job is {comm.world_size} in mode "
+                f"{cfg.mode.value}: resume it with {launch} --mode {mode}"
+            )
+        try:
+            for key, part in self.parts.items():
+                part.load_state_dict(state[key])
+        except (KeyError, TypeError, RuntimeError) as error:  # missing entries, or tensors of other shapes
+            raise ConfigError(
+                f"{checkpoint} (rank {comm.rank}) does not fit this run ({error!r:.200}): "
+                "resume with the config that wrote it"
+            ) from None
+
+    def save(self, env_steps: int) -> None:
+        """Every rank's part at `env_steps`; a non-finite parameter on any rank stops them all first."""
+        cfg, comm = self.cfg, self.comm
+        stop_on_nonfinite_parameter(self.learner, self.agent_names, env_steps, comm)  # never checkpoint a NaN
+        written_by = {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "mode": cfg.mode.value,
+                      "world_size": comm.world_size}  # fmt: skip
+        state = written_by | {key: part.state_dict() for key, part in self.parts.items()}
+        save_checkpoint(state, self.run_dir, env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
 
 
-def together(comm: Comm, action: Callable[[], T]) -> T:
-    """`action()` on every rank; a ConfigError on any rank stops them all (see stop_together)."""
-    try:
-        result, error = action(), None
-    except ConfigError as e:
-        result, error = None, e
-    stop_together(comm, error)
-    return result
-
-
-def restore(cfg: Config, checkpoint: Path, comm: Comm, parts: dict[str, object]) -> dict:
-    """Load this rank's file of `checkpoint` into `parts` ({state key: object with load_state_dict}) -> the state.
-    The checkpoint must have been written by a job of this mode and world size."""
-    state = load_checkpoint(checkpoint, comm.rank, comm.device)
-    written = (state["mode"], state["world_size"])
-    if written != (cfg.mode.value, comm.world_size):
-        mode, ranks = written
-        launch = "python train.py" if ranks == 1 else f"torchrun --nproc_per_node={ranks} train.py (on one node)"
-        raise ConfigError(
-            f"{checkpoint} was written by {ranks} rank(s) in mode {mode}, this job is {comm.world_size} in mode "
-            f"{cfg.mode.value}: resume it with {launch} --mode {mode}"
-        )
-    try:
-        for key, part in parts.items():
-            part.load_state_dict(state[key])
-    except (KeyError, TypeError, RuntimeError) as error:  # missing entries, or tensors of other shapes
-        raise ConfigError(
-            f"{checkpoint} (rank {comm.rank}) does not fit this run ({error!r:.200}): "
-            "resume with the config that wrote it"
-        ) from None
-    return state
+def prey_part(prey: Prey | None) -> dict:
+    """{"prey": prey} when a checkpoint must carry the prey's state (a random prey's streams), else {}."""
+    return {"prey": prey} if isinstance(prey, RandomPrey | MixedPrey) else {}
 
 
 def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, VecEnv, Maddpg, ReplayBuffer | None]:
@@ -225,13 +218,20 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
     capacity = cfg.maddpg.buffer_size * place.population // place.replicas
-    mixed = isinstance(prey, MixedPrey)
+    return env, eval_env, learner, replay_buffer(cfg, env, prey, capacity, streams)
+
+
+def replay_buffer(
+    cfg: Config, env: VecEnv, prey: Prey | None, capacity: int, streams: seeding.Streams
+) -> ReplayBuffer | MixedBuffer:
+    """This rank's buffer of `capacity` transitions; against a mix of prey, one per prey (MixedBuffer)."""
+    k = len(prey.policies) if isinstance(prey, MixedPrey) else 1
     buffers = [
-        ReplayBuffer(capacity // len(prey.policies) if mixed else capacity, Observer(cfg.env, device),
-                     cfg.env.num_obstacles, env.act_dim, seed=seed, device=device, state_dtype=env.state_dtype)
-        for seed in seeding.derive_seeds(*streams.key(seeding.SAMPLE), n=len(prey.policies) if mixed else 1)
+        ReplayBuffer(capacity // k, Observer(cfg.env, env.device), cfg.env.num_obstacles, env.act_dim, seed=seed,
+                     device=env.device, state_dtype=env.state_dtype, checkpoint_data=cfg.train.checkpoint_buffer)
+        for seed in seeding.derive_seeds(*streams.key(seeding.SAMPLE), n=k)
     ]  # fmt: skip
-    return env, eval_env, learner, MixedBuffer(prey, buffers) if mixed else buffers[0]
+    return MixedBuffer(prey, buffers) if isinstance(prey, MixedPrey) else buffers[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,71 +267,60 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
     """Build (or restore) everything on this rank, train, and write the run's outputs -> the exit code."""
     place = placement(cfg, comm)
     start = together(comm, lambda: resolve_start(cfg, args, comm))
-    run_dir, resume_from = start.run_dir, start.checkpoint
     env, eval_env, learner, buffer = together(comm, lambda: build(cfg, comm.device, place))
-    parts = {"learner": learner} | prey_part(learner.prey)
-
-    if place.serves_updates:
-        if resume_from is not None:
-            together(comm, lambda: restore(cfg, resume_from, comm, parts))
-        comm.barrier()  # rank 0 creates the run directory
-
-        def save(env_steps: int) -> None:
-            problem = nonfinite_parameter(learner, env.agent_names[: cfg.n_learners])  # never checkpoint a NaN
-            stop_together(comm, nonfinite_error(problem, env_steps, comm))
-            state = checkpoint_state(cfg, comm, {key: part.state_dict() for key, part in parts.items()})
-            save_checkpoint(state, run_dir, env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
-
-        with StopRequest() as stop:  # rank 0 decides when to stop, and says so
-            serve_updates(learner, cfg, env.state_dtype, place.batch_size, save)
-        return stop.exit_code if stop.requested else 0
+    checkpoints = Checkpoints(cfg, comm, start.run_dir, learner, env.agent_names[: cfg.n_learners])
+    if place.serves_updates:  # a pipeline learner rank
+        restore = None if start.checkpoint is None else lambda: checkpoints.restore(start.checkpoint)
+        return serve(learner, cfg, comm, env.state_dtype, place.batch_size, restore, checkpoints.save)
 
     progress = Progress(next_checkpoint=cfg.train.checkpoint_every)
-    tally = Tally(env.agent_names[: cfg.n_learners], comm, place.gather)
+    tally = Tally(checkpoints.agent_names, comm, place.gather)
     population = None
     if cfg.mode == Mode.genetic:
         measure = together(comm, lambda: fitness_measure(cfg, comm, learner, eval_env))  # loads a shipped prey
         population = Population(cfg.genetic, comm, learner, cfg.train.seed, measure)
-    parts |= {"buffer": buffer, "tally": tally} | ({} if population is None else {"population": population})
-    if resume_from is not None:
-        state = together(comm, lambda: restore(cfg, resume_from, comm, parts))
-        progress = Progress(**state["progress"])
-    metrics = None
-    if comm.is_main:
-        if not start.continued:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            elastic.record(run_dir)
-        elif elastic.restart_count():
-            origin = resume_from or "env step 0 (no checkpoint was written)"
-            print(f"elastic restart {elastic.restart_count()}: {run_dir} continues from {origin}", file=sys.stderr)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        # A continued run keeps the rows up to its checkpoint; with none to resume from, none of them.
-        resume_step = (progress.env_steps if resume_from else -1) if start.continued else None
-        metrics = MetricsLog(run_dir, resume_step=resume_step)
-    comm.barrier()  # the run directory exists before any rank writes into it
+    checkpoints.parts |= {"buffer": buffer, "tally": tally, "progress": progress}
+    checkpoints.parts |= {} if population is None else {"population": population}
+    if start.checkpoint is not None:
+        together(comm, lambda: checkpoints.restore(start.checkpoint))
+    metrics = open_metrics(cfg, start, progress, comm)
+    if cfg.mode == Mode.pipeline:
+        updates = RolloutLink(learner, comm, cfg, buffer, tally, place.batch_size)
+    else:
+        updates = LocalUpdates(learner, buffer, tally, comm, place.batch_size)
     try:
         with StopRequest() as stop:
-            train(cfg, run_dir, env, eval_env, learner, buffer, place, comm, progress, tally, metrics, population, stop)
+            Loop(cfg, place, comm, env, eval_env, learner, buffer, updates, checkpoints, progress, tally, metrics,
+                 population, stop).run()  # fmt: skip
     finally:
         if metrics is not None:
             metrics.close()
     if stop.requested:
         if comm.is_main:
-            print(stopped_line(stop, progress.env_steps, run_dir, comm.world_size), file=sys.stderr)
+            print(stopped_line(stop, progress.env_steps, start.run_dir, comm.world_size), file=sys.stderr)
         return stop.exit_code
-    finish(cfg, run_dir, env, learner, comm)
+    finish(cfg, start.run_dir, env, learner, comm)
     return 0
 
 
-def prey_part(prey: Prey | None) -> dict:
-    """{"prey": prey} when a checkpoint must carry the prey's state (a random prey's streams), else {}."""
-    return {"prey": prey} if isinstance(prey, RandomPrey | MixedPrey) else {}
-
-
-def checkpoint_state(cfg: Config, comm: Comm, parts: dict) -> dict:
-    """A rank's checkpoint: its parts' states, and what wrote them (a resume must match it)."""
-    return {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "mode": cfg.mode.value,
-            "world_size": comm.world_size} | parts  # fmt: skip
+def open_metrics(cfg: Config, start: Start, progress: Progress, comm: Comm) -> MetricsLog | None:
+    """Rank 0 creates the run directory (or says how an elastic restart continues it), writes config.yaml
+    and opens the metrics log -> the log (None on other ranks). Every rank waits for the directory."""
+    metrics = None
+    if comm.is_main:
+        run_dir = start.run_dir
+        if not start.continued:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            elastic.record(run_dir)
+        elif elastic.restart_count():
+            origin = start.checkpoint or "env step 0 (no checkpoint was written)"
+            print(f"elastic restart {elastic.restart_count()}: {run_dir} continues from {origin}", file=sys.stderr)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        # A continued run keeps the rows up to its checkpoint; with none to resume from, none of them.
+        resume_step = (progress.env_steps if start.checkpoint else -1) if start.continued else None
+        metrics = MetricsLog(run_dir, resume_step=resume_step)
+    comm.barrier()  # the run directory exists before any rank writes into it
+    return metrics
 
 
 def stopped_line(stop: StopRequest, env_steps: int, run_dir: Path, world_size: int) -> str:
@@ -378,155 +367,140 @@ def finish(cfg: Config, run_dir: Path, env: VecEnv, learner: Maddpg, comm: Comm)
         print(summary_line(rows[-1], cfg))
 
 
-def train(
-    cfg: Config,
-    run_dir: Path,
-    env: VecEnv,
-    eval_env: VecEnv,
-    learner: Maddpg,
-    buffer: ReplayBuffer,
-    place: Placement,
-    comm: Comm,
-    p: Progress,
-    tally: Tally,
-    metrics: MetricsLog | None,
-    population: Population | None,
-    stop: StopRequest,
-) -> None:
-    """The training loop, from `p` to train.total_steps or to the end of the episode in which a stop
-    was requested, ending with a checkpoint."""
-    streams = seeding.Streams(cfg.train.seed, place.replica)
-    n_envs, k = env.n_envs, cfg.env.num_adversaries
-    steps_per_iteration = n_envs * place.replicas  # transitions collected by all ranks together
-    # Per-learner clocks: W data replicas share one learner's work (each takes every update on its
-    # micro-batch); genetic learners each have their own, and each explores like a single run.
-    learner_steps_per_iteration = steps_per_iteration // place.population
-    bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not (cfg.run.progress and comm.is_main))
-    start = time.perf_counter() - p.wall_clock
-    link = RolloutLink(learner, comm, cfg) if cfg.mode == Mode.pipeline else None
+class Loop:
+    """One rank's training loop, from `p` to train.total_steps or to the end of the episode in which a
+    stop was requested, ending with a checkpoint. The mode is in `place` and `updates`, not here."""
 
-    def exploration() -> tuple[float, float]:
-        """(epsilon, noise std) at this learner's own transitions."""
-        steps, explore = p.env_steps // place.population, cfg.explore
-        return exploration_scale(explore.epsilon, explore, steps), exploration_scale(explore.noise_std, explore, steps)
+    def __init__(
+        self, cfg: Config, place: Placement, comm: Comm, env: VecEnv, eval_env: VecEnv, learner: Maddpg,
+        buffer: ReplayBuffer | MixedBuffer, updates: Updates, checkpoints: Checkpoints, p: Progress, tally: Tally,
+        metrics: MetricsLog | None, population: Population | None, stop: StopRequest,
+    ):  # fmt: skip
+        self.cfg, self.place, self.comm, self.env, self.eval_env = cfg, place, comm, env, eval_env
+        self.learner, self.buffer, self.updates, self.checkpoints = learner, buffer, updates, checkpoints
+        self.p, self.tally, self.metrics, self.population, self.stop = p, tally, metrics, population, stop
+        self.streams = seeding.Streams(cfg.train.seed, place.replica)
+        self.steps_per_iteration = env.n_envs * place.replicas  # transitions collected by all ranks together
+        # Per-learner clocks: W data replicas share one learner's work (each takes every update on its
+        # micro-batch); genetic learners each have their own, and each explores like a single run.
+        self.learner_steps_per_iteration = self.steps_per_iteration // place.population
+        self.start = time.perf_counter() - p.wall_clock
+        self.last_save = time.monotonic()
+        self.saved_at = p.env_steps if p.env_steps else None  # a resumed run starts from this step's checkpoint
+        self.state: dict | None = None  # the world state before the next step
+        self.terminal = torch.zeros(env.n_envs, device=env.device)  # simple_tag episodes only end by truncation
+        show = cfg.run.progress and comm.is_main
+        self.bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not show)
 
-    def learn(updates: int) -> None:
-        if link is not None:  # the pipeline's learner ranks observe the states and run the updates
-            link.add([buffer.sample_states(place.batch_size) for _ in range(updates)], p.env_steps)
-            return
-        for _ in range(updates):
-            tally.add_update(*learner.update(buffer.sample(place.batch_size)))
+    def run(self) -> None:
+        p, cfg, bar = self.p, self.cfg, self.bar
+        if p.env_steps == 0:
+            self.log_row()  # the untrained policy, as the curve's first point
+            p.next_eval = cfg.train.eval_every
+        obs = None  # None: the next step starts a new episode
+        episode_return = torch.zeros(self.env.n_envs, device=self.env.device)  # predators' sum, per env copy
+        while p.env_steps < cfg.train.total_steps:
+            obs, truncated = self.collect(obs, episode_return)
+            self.learn()
+            bar.update(self.steps_per_iteration)
+            if p.env_steps >= p.next_eval:
+                self.log_row()
+                p.next_eval += cfg.train.eval_every
+            self.sync()
+            if truncated:
+                obs = None
+                if self.end_episode(episode_return):
+                    break
+        bar.close()
+        p.episode += obs is not None  # a resume starts a fresh episode, abandoning an unfinished one
+        if self.saved_at != p.env_steps:
+            self.save()
+        self.updates.finish(p.env_steps)
 
-    def log_row() -> None:
-        if link is not None:  # evaluate the current actors; waiting for the owed updates is training time
-            with tally.timer("update"):
-                link.drain(p.env_steps)
-        # Every rank evaluates: in model mode acting needs all ranks; elsewhere it is cheap.
-        row = {"env_steps": p.env_steps, **evaluate(learner, eval_env, cfg.train.seed)}
-        row["env_steps_per_rank"] = p.env_steps // place.replicas
-        row["env_steps_per_learner"] = p.env_steps // place.population
-        row["wall_clock"] = time.perf_counter() - start
-        epsilon, noise_std = exploration()
-        row["epsilon"], row["noise_std"] = epsilon, noise_std * learner.noise_scale  # in effect now
-        row |= tally.summary()
-        tally.reset()
-        if population is not None:
-            row |= population.gather_evaluation(row)
-        if metrics is not None:
-            metrics.log(row)
-        if link is None:  # pipeline: rank 0's rows hold no losses; its learners check their parameters at saves
-            stop_together(comm, nonfinite_error(nonfinite_loss(row, tally.agent_names), p.env_steps, comm))
-        bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
-
-    last_save = time.monotonic()
-    saved_at = p.env_steps if p.env_steps else None  # a resumed run starts from this step's checkpoint
-
-    def episode_end() -> list[bool]:
-        """[stop, checkpoint by the clock]: a stop requested on any rank, train.checkpoint_minutes passed
-        by any rank's clock; one all-reduce, so every rank agrees (pipeline: rank 0 alone decides, and
-        tells its learners)."""
-        minutes = cfg.train.checkpoint_minutes
-        flags = [stop.requested, bool(minutes) and time.monotonic() - last_save >= 60 * minutes]
-        return flags if link is not None else comm.any(flags)
-
-    def save() -> None:
-        nonlocal last_save, saved_at
-        if link is not None:
-            with tally.timer("update"):  # the owed updates, as in log_row
-                link.drain(p.env_steps)
-            link.send([], p.env_steps, flags=SAVE)  # the learner ranks save their part
-        stop_together(comm, nonfinite_error(nonfinite_parameter(learner, tally.agent_names), p.env_steps, comm))
-        p.wall_clock = time.perf_counter() - start
-        parts = {
-            "learner": learner.state_dict(),
-            "buffer": buffer.state_dict(include_data=cfg.train.checkpoint_buffer),
-            "progress": asdict(p),
-            "tally": tally.state_dict(),
-        } | ({} if population is None else {"population": population.state_dict()})
-        parts |= {key: part.state_dict() for key, part in prey_part(learner.prey).items()}
-        state = checkpoint_state(cfg, comm, parts)
-        save_checkpoint(state, run_dir, p.env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
-        last_save, saved_at = time.monotonic(), p.env_steps
-
-    if p.env_steps == 0:
-        log_row()  # the untrained policy, as the curve's first point
-        p.next_eval = cfg.train.eval_every
-    terminal = torch.zeros(n_envs, device=env.device)  # simple_tag episodes only end by truncation
-    episode_return = torch.zeros(n_envs, device=env.device)  # predators' sum, per env copy
-    obs = None  # None: the next step starts a new episode
-    while p.env_steps < cfg.train.total_steps:
-        with tally.timer("env"):
+    def collect(self, obs: torch.Tensor | None, episode_return: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """One step of every env copy, into the buffer -> (the next observations, whether the episode ended)."""
+        p, env = self.p, self.env
+        with self.tally.timer("env"):
             if obs is None:
-                obs = env.reset(streams.key(seeding.ENV_TRAIN, p.episode))
-                state = env.get_state()
-            epsilon, noise_std = exploration()
-            action = learner.act(obs, epsilon, noise_std)  # (E, N, A)
+                obs = env.reset(self.streams.key(seeding.ENV_TRAIN, p.episode))
+                self.state = env.get_state()
+            epsilon, noise_std = self.exploration()
+            action = self.learner.act(obs, epsilon, noise_std)  # (E, N, A)
             next_obs, reward, truncated = env.step(action)
             next_state = env.get_state()
-            buffer.add(states(state, action, reward, next_state, terminal))
-            obs, state = next_obs, next_state
-            episode_return += reward[:, :k].sum(1)
-            p.env_steps += steps_per_iteration
-            tally.steps += steps_per_iteration
+            self.buffer.add(states(self.state, action, reward, next_state, self.terminal))
+            self.state = next_state
+            episode_return += reward[:, : self.cfg.env.num_adversaries].sum(1)
+            p.env_steps += self.steps_per_iteration
+            self.tally.steps += self.steps_per_iteration
+        return next_obs, truncated
 
-        with tally.timer("update"):
-            if buffer.size * place.replicas // place.population >= cfg.maddpg.learning_starts:
-                p.update_credit += learner_steps_per_iteration * cfg.maddpg.updates_per_step
+    def exploration(self) -> tuple[float, float]:
+        """(epsilon, noise std) at this learner's own transitions."""
+        steps, explore = self.p.env_steps // self.place.population, self.cfg.explore
+        return exploration_scale(explore.epsilon, explore, steps), exploration_scale(explore.noise_std, explore, steps)
+
+    def learn(self) -> None:
+        """The updates the schedule owes (maddpg.updates_per_step), once the buffer holds learning_starts."""
+        p, place = self.p, self.place
+        with self.tally.timer("update"):
+            if self.buffer.size * place.replicas // place.population >= self.cfg.maddpg.learning_starts:
+                p.update_credit += self.learner_steps_per_iteration * self.cfg.maddpg.updates_per_step
                 owed = int(p.update_credit)
                 p.update_credit -= owed
                 if owed:
-                    learn(owed)
-        bar.update(steps_per_iteration)
+                    self.updates.add(owed, p.env_steps)
 
-        if p.env_steps >= p.next_eval:
-            log_row()
-            p.next_eval += cfg.train.eval_every
-        steps_per_learner = p.env_steps // place.population
-        if population is not None and population.due(steps_per_learner):
-            with tally.timer("sync"):
-                sync = population.sync(p.env_steps, steps_per_learner)
-            if metrics is not None:
-                metrics.log_sync(sync)
-        if truncated:
-            tally.add_episodes(episode_return)
-            episode_return.zero_()
-            p.episode += 1
-            obs = None
-            stopping, late = episode_end()
-            if p.env_steps >= p.next_checkpoint:  # every train.checkpoint_every env steps, at an episode end
-                p.next_checkpoint += cfg.train.checkpoint_every  # before saving: a resume must not save here again
-                save()
-            elif late:
-                save()
-            if stopping:
-                break
-    bar.close()
+    def log_row(self) -> None:
+        """Evaluate the current actors and log a metrics row. Every rank evaluates: in model mode acting
+        needs all ranks; elsewhere it is cheap."""
+        p, place = self.p, self.place
+        self.updates.drain(p.env_steps)
+        row = {"env_steps": p.env_steps, **evaluate(self.learner, self.eval_env, self.cfg.train.seed)}
+        row["env_steps_per_rank"] = p.env_steps // place.replicas
+        row["env_steps_per_learner"] = p.env_steps // place.population
+        row["wall_clock"] = time.perf_counter() - self.start
+        epsilon, noise_std = self.exploration()
+        row["epsilon"], row["noise_std"] = epsilon, noise_std * self.learner.noise_scale  # in effect now
+        row |= self.tally.summary()
+        self.tally.reset()
+        if self.population is not None:
+            row |= self.population.gather_evaluation(row)
+        if self.metrics is not None:
+            self.metrics.log(row)
+        self.updates.check(row, p.env_steps)
+        self.bar.set_postfix(predator_return=f"{row['predator_return']:.1f}")
 
-    p.episode += obs is not None  # a resume starts a fresh episode, abandoning an unfinished one
-    if saved_at != p.env_steps:
-        save()
-    if link is not None:
-        link.send([], p.env_steps, flags=DONE)
+    def sync(self) -> None:
+        """Genetic mode: the population's sync, when due."""
+        if self.population is not None and self.population.due(self.p.env_steps // self.place.population):
+            with self.tally.timer("sync"):
+                sync = self.population.sync(self.p.env_steps, self.p.env_steps // self.place.population)
+            if self.metrics is not None:
+                self.metrics.log_sync(sync)
+
+    def end_episode(self, episode_return: torch.Tensor) -> bool:
+        """Count the episode, checkpoint when due (every train.checkpoint_every env steps, or
+        train.checkpoint_minutes by any rank's clock) -> whether a stop was requested on any rank."""
+        p, minutes = self.p, self.cfg.train.checkpoint_minutes
+        self.tally.add_episodes(episode_return)
+        episode_return.zero_()
+        p.episode += 1
+        late = bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
+        stopping, late = self.updates.agree([self.stop.requested, late])
+        if p.env_steps >= p.next_checkpoint:
+            p.next_checkpoint += self.cfg.train.checkpoint_every  # before saving: a resume must not save here again
+            self.save()
+        elif late:
+            self.save()
+        return stopping
+
+    def save(self) -> None:
+        p = self.p
+        self.updates.save(p.env_steps)
+        p.wall_clock = time.perf_counter() - self.start
+        self.checkpoints.save(p.env_steps)
+        self.last_save, self.saved_at = time.monotonic(), p.env_steps
 
 
 if __name__ == "__main__":

@@ -58,10 +58,12 @@ def observe(observer: Observer, batch: States) -> Batch:
 class ReplayBuffer:
     def __init__(
         self, capacity: int, observer: Observer, n_obstacles: int, act_dim: int, seed: int, device="cpu",
-        state_dtype: torch.dtype = torch.float32,
+        state_dtype: torch.dtype = torch.float32, checkpoint_data: bool = False,
     ):  # fmt: skip
+        """`checkpoint_data`: state_dict holds the contents by default (train.checkpoint_buffer)."""
         n = observer.n_agents
         self.capacity, self.size, self.pos, self.observer = capacity, 0, 0, observer
+        self.checkpoint_data = checkpoint_data
         shapes = {  # field: (per-transition shape, dtype)
             "pos": ((n + n_obstacles, 2), state_dtype),
             "vel": ((n, 2), state_dtype),
@@ -93,9 +95,10 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.data.values())
 
-    def state_dict(self, include_data: bool) -> dict:
+    def state_dict(self, include_data: bool | None = None) -> dict:
+        """Counters and sampling RNG, and the contents when `include_data` (default: checkpoint_data)."""
         state = {"size": self.size, "pos": self.pos, "generator": self.generator.get_state()}
-        if include_data:
+        if self.checkpoint_data if include_data is None else include_data:
             state["data"] = {k: v[: self.size] for k, v in self.data.items()}
         return state
 

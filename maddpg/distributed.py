@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from maddpg.errors import ConfigError, NonFiniteError, exit_on_error
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,6 +106,39 @@ class Comm:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+
+def on_main(comm: Comm, decide: Callable[[], T]) -> T:
+    """`decide()` run on rank 0 and broadcast to every rank; its ConfigError is raised on every rank."""
+    outcome = None
+    if comm.is_main:
+        try:
+            outcome = (decide(), None)
+        except ConfigError as error:
+            outcome = (None, str(error))
+    value, error = comm.broadcast_object(outcome)
+    if error is not None:
+        raise ConfigError(error)
+    return value
+
+
+def stop_together(comm: Comm, error: ConfigError | NonFiniteError | None) -> None:
+    """If any rank met an error, every rank exits with the lowest such rank's (code 2, or 3 for a
+    non-finite value), rank 0 printing its one line. Every rank must call it."""
+    error = comm.first(error)
+    if error is not None:
+        # Rank 0 speaks before any rank leaves: torchrun stops every worker once one has exited.
+        exit_on_error(error, speak=comm.is_main, before_exit=comm.barrier)
+
+
+def together(comm: Comm, action: Callable[[], T]) -> T:
+    """`action()` on every rank; a ConfigError on any rank stops them all (see stop_together)."""
+    try:
+        result, error = action(), None
+    except ConfigError as e:
+        result, error = None, e
+    stop_together(comm, error)
+    return result
 
 
 def world_size_from_env() -> int:

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from maddpg.distributed import Comm
+from maddpg.distributed import Comm, stop_together
 from maddpg.errors import NonFiniteError
 from maddpg.learner import Maddpg
 
@@ -52,3 +52,13 @@ def nonfinite_error(problem: str | None, env_steps: int, comm: Comm) -> NonFinit
         f"{where}{problem} at env step {env_steps}: the run stops and keeps its last good checkpoint; "
         "lower maddpg.actor_lr / maddpg.critic_lr or check the prey and env settings, then start again"
     )
+
+
+def stop_on_nonfinite_loss(row: dict, agent_names: list[str], env_steps: int, comm: Comm) -> None:
+    """Every rank stops with exit code 3 if some rank's metrics row holds a non-finite loss (collective)."""
+    stop_together(comm, nonfinite_error(nonfinite_loss(row, agent_names), env_steps, comm))
+
+
+def stop_on_nonfinite_parameter(learner: Maddpg, agent_names: list[str], env_steps: int, comm: Comm) -> None:
+    """Every rank stops with exit code 3 if some rank's learner holds a non-finite parameter (collective)."""
+    stop_together(comm, nonfinite_error(nonfinite_parameter(learner, agent_names), env_steps, comm))

@@ -88,7 +88,7 @@ class MixedBuffer:
     def nbytes(self) -> int:
         return sum(buffer.nbytes() for buffer in self.buffers)
 
-    def state_dict(self, include_data: bool) -> dict:
+    def state_dict(self, include_data: bool | None = None) -> dict:
         return {"turn": self.prey.turn, "buffers": [b.state_dict(include_data) for b in self.buffers]}
 
     def load_state_dict(self, state: dict) -> None:

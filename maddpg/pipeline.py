@@ -17,11 +17,13 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from maddpg.buffer import States, observe
+from maddpg.buffer import ReplayBuffer, States, observe
 from maddpg.config import Config
-from maddpg.distributed import Comm
+from maddpg.distributed import Comm, together
 from maddpg.learner import Maddpg
+from maddpg.metrics import Tally
 from maddpg.modes import blocks
+from maddpg.stop import StopRequest
 from maddpg.twin import Observer
 
 SAVE, DONE = 1, 2  # header flags
@@ -54,27 +56,55 @@ def unpack(packed: torch.Tensor, n_agents: int, n_obstacles: int, act_dim: int) 
 
 
 class RolloutLink:
-    """Rank 0's end: ships batches (as world states: O(N) floats per transition, where the learners'
-    observations would take O(N^2)), takes actor weights back into its copy of every actor.
+    """Rank 0's end, the loop's `Updates` in pipeline mode: ships batches (as world states: O(N) floats
+    per transition, where the learners' observations would take O(N^2)), takes actor weights back
+    into its copy of every actor.
 
     Batches are shipped in rounds of `round_updates`, so that a round's three collectives are
-    paid once for several updates; rank 0 acts with weights at most `staleness` rounds old.
+    paid once for several updates; rank 0 acts with weights at most `staleness` rounds old. Rank 0
+    decides alone when to stop or checkpoint and says so in a round's header; its learner ranks
+    check their parameters when they save (rank 0's metrics rows hold no losses).
     """
 
-    def __init__(self, learner: Maddpg, comm: Comm, cfg: Config):
-        self.learner, self.comm = learner, comm
+    def __init__(self, learner: Maddpg, comm: Comm, cfg: Config, buffer: ReplayBuffer, tally: Tally, batch_size: int):
+        self.learner, self.comm, self.buffer, self.tally, self.batch_size = learner, comm, buffer, tally, batch_size
         self.staleness, self.round_updates = cfg.dist.staleness, cfg.dist.round_updates
         self.blocks = [len(block) for block in blocks(cfg.n_learners, comm.world_size - 1)]  # of the learner ranks
         self.shape = (max(self.blocks), learner.actor.rows().shape[1])  # a learner rank's actors, padded
         self.pending: deque = deque()
         self.owed: list[States] = []
 
-    def add(self, batches: list[States], env_steps: int) -> None:
+    def add(self, updates: int, env_steps: int) -> None:
         """Batches for the next updates, in order; a full round is shipped."""
-        self.owed += batches
+        self.owed += [self.buffer.sample_states(self.batch_size) for _ in range(updates)]
         if len(self.owed) >= self.round_updates:
             self.send(self.owed, env_steps)
             self.owed = []
+
+    def drain(self, env_steps: int) -> None:
+        """Ship what is owed and wait for every round in flight: the actor copy is then current. The
+        wait is the learners' update time, and counted as such."""
+        with self.tally.timer("update"):
+            if self.owed:
+                self.send(self.owed, env_steps)
+                self.owed = []
+            start = time.perf_counter()
+            while self.pending:
+                self._take(*self.pending.popleft())
+            self.comm.seconds += time.perf_counter() - start
+
+    def save(self, env_steps: int) -> None:
+        self.drain(env_steps)
+        self.send([], env_steps, flags=SAVE)  # the learner ranks save their part
+
+    def finish(self, env_steps: int) -> None:
+        self.send([], env_steps, flags=DONE)
+
+    def agree(self, flags: list[bool]) -> list[bool]:
+        return flags  # rank 0 alone decides, and tells its learners
+
+    def check(self, row: dict, env_steps: int) -> None:
+        pass  # rank 0's rows hold no losses; its learners check their parameters at saves
 
     def send(self, batches: list[States], env_steps: int, flags: int = 0) -> None:
         start = time.perf_counter()
@@ -92,17 +122,6 @@ class RolloutLink:
         else:
             self.pending.append((sends, None, []))
         while len(self.pending) > self.staleness:
-            self._take(*self.pending.popleft())
-        self.comm.seconds += time.perf_counter() - start
-
-    def drain(self, env_steps: int) -> None:
-        """Ship what is owed and wait for every round in flight: the actor copy is then current
-        (before evaluating or saving)."""
-        if self.owed:
-            self.send(self.owed, env_steps)
-            self.owed = []
-        start = time.perf_counter()
-        while self.pending:
             self._take(*self.pending.popleft())
         self.comm.seconds += time.perf_counter() - start
 
@@ -140,3 +159,18 @@ def serve_updates(
             save(env_steps)
         if flags & DONE:
             return
+
+
+def serve(
+    learner: Maddpg, cfg: Config, comm: Comm, state_dtype: torch.dtype, batch_size: int,
+    restore: Callable[[], None] | None, save: Callable[[int], None],
+) -> int:  # fmt: skip
+    """A learner rank's run: `restore` its part (None: a new run), then serve updates until rank 0 says
+    done, calling `save(env_steps)` when rank 0 says save -> the exit code (rank 0 decides when to stop,
+    and says so)."""
+    if restore is not None:
+        together(comm, restore)
+    comm.barrier()  # rank 0 creates the run directory
+    with StopRequest() as stop:
+        serve_updates(learner, cfg, state_dtype, batch_size, save)
+    return stop.exit_code if stop.requested else 0

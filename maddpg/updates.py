@@ -1,0 +1,59 @@
+"""Where the training loop's updates run: here (LocalUpdates), or on pipeline mode's learner ranks
+(pipeline.RolloutLink). The loop talks to either through `Updates` and holds no mode of its own."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from maddpg.buffer import ReplayBuffer
+from maddpg.distributed import Comm
+from maddpg.guard import stop_on_nonfinite_loss
+from maddpg.learner import Maddpg
+from maddpg.metrics import Tally
+from maddpg.opponents import MixedBuffer
+
+
+class Updates(Protocol):
+    def add(self, updates: int, env_steps: int) -> None:
+        """Run (or hand over) `updates` updates of every learning agent, each on a batch of the buffer."""
+
+    def drain(self, env_steps: int) -> None:
+        """Wait until every update handed over has run and the acting actors are current."""
+
+    def save(self, env_steps: int) -> None:
+        """Before this rank checkpoints: drain, and have every other holder of networks save its part."""
+
+    def finish(self, env_steps: int) -> None:
+        """The loop is over."""
+
+    def agree(self, flags: list[bool]) -> list[bool]:
+        """Flags raised on any rank that trains (stop, checkpoint now), so all act on them together."""
+
+    def check(self, row: dict, env_steps: int) -> None:
+        """Stop every rank if a metrics row shows a non-finite loss."""
+
+
+class LocalUpdates:
+    """Every update runs on this rank, on batches of its own buffer; ranks agree by collectives."""
+
+    def __init__(self, learner: Maddpg, buffer: ReplayBuffer | MixedBuffer, tally: Tally, comm: Comm, batch_size: int):
+        self.learner, self.buffer, self.tally, self.comm, self.batch_size = learner, buffer, tally, comm, batch_size
+
+    def add(self, updates: int, env_steps: int) -> None:
+        for _ in range(updates):
+            self.tally.add_update(*self.learner.update(self.buffer.sample(self.batch_size)))
+
+    def drain(self, env_steps: int) -> None:
+        pass  # every update has run
+
+    def save(self, env_steps: int) -> None:
+        pass  # every rank saves its own part
+
+    def finish(self, env_steps: int) -> None:
+        pass
+
+    def agree(self, flags: list[bool]) -> list[bool]:
+        return self.comm.any(flags)
+
+    def check(self, row: dict, env_steps: int) -> None:
+        stop_on_nonfinite_loss(row, self.tally.agent_names, env_steps, self.comm)
