@@ -52,7 +52,7 @@ from maddpg.config import Config, Mode, PreyMode, check_resumable, load_config, 
 from maddpg.distributed import Comm, exit_process, on_main, setup, teardown, together, world_size_from_env
 from maddpg.envs import VecEnv, make_env
 from maddpg.errors import ConfigError, exit_on_error
-from maddpg.evaluate import evaluate
+from maddpg.evaluation import evaluate
 from maddpg.genetic import Population, fitness_measure
 from maddpg.guard import stop_on_nonfinite_parameter
 from maddpg.learner import Maddpg, Prey, exploration_scale
@@ -60,9 +60,8 @@ from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
 from maddpg.opponents import MixedBuffer, MixedPrey, opponent
 from maddpg.pipeline import RolloutLink, serve
-from maddpg.plot import plot_learning_curve
 from maddpg.prey import RandomPrey, prey_actor, prey_payload
-from maddpg.render import record_episode, render_states, write_gif
+from maddpg.render import plot_learning_curve, record_episode, render_states, write_gif
 from maddpg.stop import StopRequest
 from maddpg.twin import Observer
 from maddpg.updates import LocalUpdates, Updates

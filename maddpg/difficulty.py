@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from maddpg.checkpoint import list_checkpoints, sha256
-from maddpg.errors import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, command_errors
 from maddpg.experiments import ROOT, Jobs, run_all, run_or_keep
 from maddpg.plot import final_score, load_run
 from maddpg.pretrained import PREY_DIR, resolve_prey
@@ -123,15 +123,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "difficulty")
     args = parser.parse_args(argv)
-    try:
+    with command_errors():
         if args.action == "measure":
             result = measure(args.targets, args.seeds, args.steps, args.out, args.jobs)
         elif len(args.targets) != 1 or args.command is None:
             raise ConfigError("ship takes one prey run and --command: python -m maddpg.difficulty ship RUN --command C")
         else:
             result = ship(Path(args.targets[0]), args.command, args.steps, args.out, args.jobs, args.weak_steps)
-    except ConfigError as error:
-        exit_on_error(error)
     print(json.dumps(result, indent=2))
     return result
 

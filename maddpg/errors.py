@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class ConfigError(ValueError):
@@ -31,3 +32,13 @@ def exit_on_error(
         print(f"error: {error}", file=sys.stderr)
     before_exit()
     raise SystemExit(error.exit_code)
+
+
+@contextmanager
+def command_errors() -> Iterator[None]:
+    """The body of a one-process command (`python -m maddpg.TOOL`): its bad input or non-finite value
+    ends it with one line on stderr and the error's exit code."""
+    try:
+        yield
+    except (ConfigError, NonFiniteError) as error:
+        exit_on_error(error)

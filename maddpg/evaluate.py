@@ -26,49 +26,18 @@ import torch
 from maddpg.checkpoint import corrupted_ranks, list_checkpoints, load_checkpoint
 from maddpg.config import Config, Mode, PreyMode, load_config
 from maddpg.envs import VecEnv, make_env
-from maddpg.errors import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, command_errors
+from maddpg.evaluation import evaluate_episodes
 from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
 from maddpg.opponents import opponent as run_opponent
 from maddpg.prey import prey_policy
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.scripted import GreedyTeam, Team
-from maddpg.seeding import ENV_EVAL
 from maddpg.stats import bootstrap_ci
 
-METRICS = ("predator_return", "capture_rate", "prey_return")
 SUITE = ("still", "random", "flee", "weak", "strong")  # the prey of --suite
 SHIPPED = ("weak", "strong")  # they play continuous actions: a discrete run's suite leaves them out
-
-
-@torch.no_grad()
-def evaluate_episodes(learner: Maddpg, env: VecEnv, seed: int) -> dict[str, torch.Tensor]:
-    """Play one noise-free episode in each of `env`'s copies, from the same start states every call.
-
-    -> per episode (E,): predator_return, the sum over predators of their episode rewards;
-    capture_rate, the fraction of steps on which some predator touches some prey; prey_return,
-    the sum over prey of their episode rewards.
-    """
-    obs = env.reset((seed, ENV_EVAL))
-    returns = torch.zeros(env.n_envs, env.n_agents)
-    captures = torch.zeros(env.n_envs)
-    truncated = False
-    while not truncated:
-        obs, reward, truncated = env.step(learner.act(obs))
-        returns += reward.cpu()
-        # Every predator earns +10 per predator-prey contact, so a positive predator reward means a contact.
-        captures += (reward[:, 0] > 0).float().cpu()
-    k = env.num_adversaries
-    return {
-        "predator_return": returns[:, :k].sum(1),
-        "capture_rate": captures / env.max_cycles,
-        "prey_return": returns[:, k:].sum(1),
-    }
-
-
-def evaluate(learner: Maddpg, env: VecEnv, seed: int) -> dict[str, float]:
-    """The means over episodes of `evaluate_episodes`."""
-    return {key: value.mean().item() for key, value in evaluate_episodes(learner, env, seed).items()}
 
 
 def latest_checkpoint(target: Path) -> Path:
@@ -226,15 +195,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--gif", type=Path, help="also draw the first episode into this GIF")
     parser.add_argument("--out", type=Path, help="the JSON summary (default: RUN_DIR/evaluation.json or suite.json)")
     args = parser.parse_args(argv)
-    try:
+    with command_errors():
         if args.suite and (args.prey or args.gif):
             raise ConfigError("--suite plays every prey and draws nothing: drop --prey and --gif, or --suite")
         if args.suite:
             summary = suite(args.target, args.seed, args.rank, args.episodes)
         else:
             summary, learner, cfg = evaluate_run(args.target, args.prey, args.seed, args.rank, args.episodes)
-    except ConfigError as error:
-        exit_on_error(error)
     name = "suite.json" if args.suite else "evaluation.json"
     out = args.out or Path(summary["checkpoint"]).parent.parent / name
     out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -44,7 +44,7 @@ from maddpg import seeding
 from maddpg.config import Config, FitnessOpponent, GeneticConfig, PreyMode, Schedule, Strategy
 from maddpg.distributed import Comm
 from maddpg.envs import VecEnv
-from maddpg.evaluate import evaluate
+from maddpg.evaluation import evaluate
 from maddpg.learner import Maddpg
 from maddpg.prey import FrozenPrey, RandomPrey, load_prey, prey_actor
 

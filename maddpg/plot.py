@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from omegaconf import OmegaConf
 
-from maddpg.errors import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, command_errors
 from maddpg.metrics import read_rows
 from maddpg.stats import bootstrap_ci, compare, improvement, summarise
 
@@ -160,21 +160,6 @@ def markdown(rows: list[dict], score: str) -> str:
     return "\n".join(lines)
 
 
-def plot_learning_curve(rows: list[dict], path: Path) -> None:
-    """Predator return and prey return against env steps, from the metrics rows."""
-    steps = [row["env_steps"] for row in rows]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [row["predator_return"] for row in rows], label="predator return (sum over predators)")
-    ax.plot(steps, [row["prey_return"] for row in rows], label="prey return")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("mean evaluation return")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def plot(groups: dict[str, list[Run]], x_axis: str, metric: str, out: Path, title: str | None = None) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, runs in groups.items():
@@ -207,7 +192,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--title")
     parser.add_argument("--out", type=Path, default=Path("runs/comparison.png"))
     args = parser.parse_args(argv)
-    try:
+    with command_errors():
         runs = [load_run(path) for path in args.runs]
         for run in runs:
             if any(args.metric.removeprefix(POPULATION_MEAN) not in row for row in run.rows):
@@ -221,8 +206,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if unknown:
             names = " ".join(sorted(unknown))
             raise ConfigError(f"--against {names}: no such group; the groups are {', '.join(groups)}")
-    except ConfigError as error:
-        exit_on_error(error)
     plot(groups, args.x, args.metric, args.out, args.title)
     rows = table(groups, args.metric, args.last, args.against)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from maddpg.checkpoint import digest_file, drop_buffer, latest_good_checkpoint, load_checkpoint, sha256
-from maddpg.errors import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, command_errors
 
 PREY_DIR = Path(__file__).parent / "pretrained_prey"
 MANIFEST = PREY_DIR / "manifest.json"
@@ -97,10 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True, help="the shipped predators' name (maddpg/pretrained_predators/NAME)")
     parser.add_argument("--command", required=True, help="the command that trained the run, for the manifest")
     args = parser.parse_args(argv)
-    try:
+    with command_errors():
         print(ship_predators(args.run_dir, args.name, args.command))
-    except ConfigError as error:
-        exit_on_error(error)
 
 
 if __name__ == "__main__":

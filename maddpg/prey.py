@@ -12,7 +12,7 @@ from torch import nn
 from maddpg.checkpoint import checkpoint_dir, load_checkpoint, load_file, rank_file, save_atomic
 from maddpg.config import Config, EnvConfig, Mode, PreyMode, load_config, to_dict
 from maddpg.envs import make_env
-from maddpg.errors import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, command_errors
 from maddpg.networks import StackedMLP
 from maddpg.pretrained import MANIFEST, PREY_DIR, record, resolve_prey
 from maddpg.scripted import FleeingPrey, Scripted, StillPrey
@@ -169,10 +169,8 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="the shipped prey's name, e.g. weak or strong")
     parser.add_argument("--command", required=True, help="the command that trained the run, for the manifest")
     args = parser.parse_args()
-    try:
+    with command_errors():
         print(export(args.run_dir, args.steps, args.name, args.command))
-    except ConfigError as error:
-        exit_on_error(error)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""Episodes as GIFs: world states recorded on either backend, replayed through mpe2's renderer (headless)."""
+"""A run's pictures: episodes as GIFs (world states recorded on either backend, replayed through mpe2's
+renderer, headless) and the learning curve."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")  # headless
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -49,3 +54,18 @@ def write_gif(frames: list[np.ndarray], path: Path) -> None:
     for step, image in enumerate(images):
         ImageDraw.Draw(image).text((10, 10), f"step {step}/{len(images) - 1}", fill=(0, 0, 0))
     images[0].save(path, save_all=True, append_images=images[1:], duration=FRAME_MS, loop=0)
+
+
+def plot_learning_curve(rows: list[dict], path: Path) -> None:
+    """Predator return and prey return against env steps, from the metrics rows."""
+    steps = [row["env_steps"] for row in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [row["predator_return"] for row in rows], label="predator return (sum over predators)")
+    ax.plot(steps, [row["prey_return"] for row in rows], label="prey return")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("mean evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from maddpg import plot
 from maddpg.config import load_config
-from maddpg.errors import ConfigError, exit_on_error
+from maddpg.errors import ConfigError, command_errors
 from maddpg.experiments import EXPERIMENTS, ROOT, run_or_keep
 from maddpg.metrics import read_rows
 
@@ -106,13 +106,11 @@ def main(argv: list[str] | None = None) -> None:
         paths = [str(reference), *map(str, runs)]
         for x in ("wall_clock", "total_steps"):
             plot.main([*paths, "--x", x, "--label", "maddpg.updates_per_step", "--out", str(out / f"{x}.png")])
-    try:
+    with command_errors():
         for run in [reference, *runs]:
             if not read_rows(run):
                 raise ConfigError(f"{run} holds no metrics.jsonl rows: pass run directories written by train.py")
         result = speedup(reference, runs, args.window, args.metric)
-    except ConfigError as error:
-        exit_on_error(error)
     text = json.dumps(result, indent=2)
     print(text)
     if out_json:

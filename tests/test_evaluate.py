@@ -75,4 +75,3 @@ def test_shipped_predators_play_as_their_run_did_and_a_changed_file_is_refused(r
     with pytest.raises(SystemExit) as info:
         evaluate.main([str(shipped), *out])
     assert info.value.code == 2 and "sha256" in capsys.readouterr().err
-

@@ -7,7 +7,7 @@ import torch
 
 import train
 from conftest import ROOT, fails, torchrun, toy_config, toy_learner, train_args
-from maddpg import evaluate
+from maddpg import evaluate, evaluation
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.config import GeneticConfig, Mode, Schedule
 from maddpg.distributed import Comm
@@ -145,7 +145,7 @@ def test_fitness_scores_the_predators_against_the_chosen_opponent(tmp_path, oppo
     if opponent != "random":  # the evaluation command's own path: the run's predators against that prey
         actors = evaluate.trained_actors(list_checkpoints(tmp_path / "one", 1)[-1], cfg, Mode.genetic, 0, env)
         judge = evaluate.build_learner(cfg, actors, opponent, env, cfg.train.seed)
-        assert fitness == pytest.approx(evaluate.evaluate(judge, env, cfg.train.seed)["predator_return"])
+        assert fitness == pytest.approx(evaluation.evaluate(judge, env, cfg.train.seed)["predator_return"])
 
 
 def test_with_a_prey_that_does_not_learn_the_pool_is_each_learners_own_evaluations(tmp_path):
@@ -175,7 +175,7 @@ def test_pool_fitness_is_each_learners_predators_against_every_learners_prey(tmp
                                                    actors[prey_rank].state_dict()[key][k:]])
                                    for key in mixed.state_dict()})  # fmt: skip
             judge = evaluate.build_learner(cfg, mixed, "learned", env, cfg.train.seed)
-            returns.append(evaluate.evaluate(judge, env, cfg.train.seed)["predator_return"])
+            returns.append(evaluation.evaluate(judge, env, cfg.train.seed)["predator_return"])
         assert sync["fitness"][rank] == pytest.approx(sum(returns) / 2)
 
 

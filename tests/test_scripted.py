@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train
-from maddpg import evaluate
+from maddpg import evaluate, evaluation
 from maddpg.config import EnvConfig
 from maddpg.envs import make_env
 from maddpg.metrics import read_rows
@@ -83,7 +83,7 @@ def test_the_suite_plays_the_runs_predators_and_the_greedy_team_against_every_pr
             value = result[team]["predator_return"]
             assert value["ci95"][0] <= value["mean"] <= value["ci95"][1]
     env = evaluate.load_trained(tmp_path / "run", 0).cfg.env  # the greedy team plays the run's episodes
-    greedy = evaluate.evaluate_episodes(Team(GreedyTeam(env), StillPrey(), 3), make_env(replace(env, n_envs=10)),
+    greedy = evaluation.evaluate_episodes(Team(GreedyTeam(env), StillPrey(), 3), make_env(replace(env, n_envs=10)),
                                         summary["seed"])  # fmt: skip
     assert summary["suite"]["still"]["greedy"]["predator_return"]["mean"] == pytest.approx(
         greedy["predator_return"].mean().item()
