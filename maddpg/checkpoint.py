@@ -64,13 +64,19 @@ def save_checkpoint(state: dict, run_dir: Path, env_steps: int, rank: int, world
             shutil.rmtree(old)
 
 
-def drop_buffer(checkpoint: Path, world_size: int) -> None:
-    """Rewrite every rank's file of `checkpoint` without its replay buffer's contents (and record the
-    new sha256): a finished run's checkpoint stays resumable, without the buffer, at a fraction of the disk."""
+def rewrite(checkpoint: Path, world_size: int, edit: Callable[[dict], object]) -> None:
+    """Rewrite every rank file of `checkpoint` once `edit(state)` has changed its state in place, and
+    record the new sha256."""
     for rank in range(world_size):
         state = load_checkpoint(checkpoint, rank)
-        if state["buffer"].pop("data", None) is not None:
-            save_with_digest(state, rank_file(checkpoint, rank))
+        edit(state)
+        save_with_digest(state, rank_file(checkpoint, rank))
+
+
+def drop_buffer(checkpoint: Path, world_size: int) -> None:
+    """Rewrite `checkpoint` without its replay buffers' contents: a finished run's checkpoint stays
+    resumable, without the buffer, at a fraction of the disk."""
+    rewrite(checkpoint, world_size, lambda state: state.get("buffer", {}).pop("data", None))
 
 
 def list_checkpoints(run_dir: Path, world_size: int) -> list[Path]:

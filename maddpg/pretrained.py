@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from maddpg.checkpoint import digest_file, drop_buffer, latest_good_checkpoint, load_checkpoint, sha256
+from maddpg.checkpoint import digest_file, latest_good_checkpoint, load_checkpoint, rewrite, sha256
 from maddpg.errors import ConfigError, command_errors
 
 PREY_DIR = Path(__file__).parent / "pretrained_prey"
@@ -62,8 +62,9 @@ def resolve_prey(checkpoint: str, path: Path = MANIFEST) -> Path:
 
 def ship_predators(run_dir: Path, name: str, command: str, dest: Path = PREDATORS_DIR) -> Path:
     """A run's newest intact checkpoint -> dest/NAME/checkpoints/ (replacing what was there), without
-    its replay buffers, recorded in dest's manifest with every rank file's sha256 and the provenance:
-    the env steps, mode, seed, config and the `command` that trained the run."""
+    its replay buffers and with run.dir and run.name set to where it now lies, recorded in dest's
+    manifest with every rank file's sha256 and the provenance: the env steps, mode, seed, config and
+    the `command` that trained the run."""
     first = sorted((run_dir / "checkpoints").glob("ckpt_*/rank0.pt"))
     if not first:
         raise ConfigError(f"{run_dir} holds no checkpoint: train it first")
@@ -73,7 +74,12 @@ def ship_predators(run_dir: Path, name: str, command: str, dest: Path = PREDATOR
     shutil.rmtree(target, ignore_errors=True)
     shipped = target / "checkpoints" / checkpoint.name
     shutil.copytree(checkpoint, shipped)
-    drop_buffer(shipped, world_size)
+
+    def strip(state: dict) -> None:  # no replay buffer, and no path of the machine that trained it
+        state.get("buffer", {}).pop("data", None)
+        state["config"]["run"] |= {"dir": str(dest.name), "name": name}
+
+    rewrite(shipped, world_size, strip)
     state = load_checkpoint(shipped, 0)
     files = sorted(shipped.glob("rank*.pt"))
     entry = {

@@ -8,7 +8,7 @@ from PIL import Image
 import train
 from conftest import SMOKE
 from maddpg import evaluate, pretrained
-from maddpg.checkpoint import list_checkpoints, load_checkpoint, sha256
+from maddpg.checkpoint import corrupted_ranks, list_checkpoints, load_checkpoint, sha256
 
 FIELDS = ("predator_return", "capture_rate", "prey_return")
 
@@ -68,10 +68,22 @@ def test_shipped_predators_play_as_their_run_did_and_a_changed_file_is_refused(r
     rank0 = tmp_path / entry["checkpoint"] / "rank0.pt"
     assert (entry["env_steps"], entry["mode"], entry["seed"]) == (600, "single", 0)
     assert entry["sha256"] == {"rank0.pt": sha256(rank0)}
-    assert "data" not in load_checkpoint(rank0.parent, 0)["buffer"]  # shipped without the replay buffer
+    shipped_state = load_checkpoint(rank0.parent, 0)
+    assert "data" not in shipped_state["buffer"]  # shipped without the replay buffer
+    where = shipped_state["config"]["run"]  # and without the training machine's paths
+    assert (where["dir"], where["name"]) == (tmp_path.name, "toy") == (entry["config"]["run"]["dir"], "toy")
     out = ["--episodes", "4", "--out", str(tmp_path / "summary.json")]
     assert evaluate.main([str(shipped), *out])["predator_return"] == evaluate.main([str(run), *out])["predator_return"]
     rank0.write_bytes(rank0.read_bytes()[:-1])
     with pytest.raises(SystemExit) as info:
         evaluate.main([str(shipped), *out])
     assert info.value.code == 2 and "sha256" in capsys.readouterr().err
+
+
+def test_the_shipped_predators_match_their_manifest():
+    entries = pretrained.manifest(pretrained.PREDATORS_DIR / "manifest.json")
+    assert entries, "no shipped predators: make predators ships them"
+    for entry in entries.values():
+        checkpoint = pretrained.PREDATORS_DIR / entry["checkpoint"]
+        assert {name: sha256(checkpoint / name) for name in entry["sha256"]} == entry["sha256"]
+        assert not corrupted_ranks(checkpoint, len(entry["sha256"]))

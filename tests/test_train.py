@@ -98,6 +98,16 @@ def test_the_fast_preset_loads_and_runs(tmp_path):
     assert state["config"]["maddpg"]["critic_lr"] == 1e-3 and state["config"]["maddpg"]["tau"] == 0.04
 
 
+def test_the_predators_recipe_loads_and_runs(tmp_path):
+    """configs/predators.yaml, shortened: the fast schedule against a random prey; its predators alone learn."""
+    train.main(["--config", str(ROOT / "configs/predators.yaml"), "train.total_steps=640", "train.eval_every=640",
+                "train.eval_episodes=2", f"run.dir={tmp_path}", "run.name=recipe", "run.progress=false",
+                "run.gif=false"])  # fmt: skip
+    rows = read_rows(tmp_path / "recipe")
+    assert [r["env_steps"] for r in rows] == [0, 640]
+    assert "critic_loss/adversary_0" in rows[-1] and "critic_loss/agent_0" not in rows[-1]
+
+
 def test_every_checkpoint_is_written_once_the_final_one_too(tmp_path, run_args, monkeypatch):
     written, save = [], train.save_checkpoint
     monkeypatch.setattr(train, "save_checkpoint", lambda state, run_dir, step, *rest: [
