@@ -42,10 +42,14 @@ scaling: $(STAMP)  ## writes runs/scaling.json and runs/scaling.png
 # 8M env steps with a checkpoint every 500k; every checkpoint's prey is a candidate, and the weak and
 # strong prey are chosen and shipped by measured difficulty (maddpg/difficulty.py): fresh predators
 # trained 1M env steps against each. About 2 hours on 2 cores; an interrupted command resumes.
-PREY_RUN   := runs/prey_fast
-PREY_TRAIN := train.py --config configs/fast.yaml run.name=prey_fast train.seed=0 train.total_steps=8000000 \
-              train.checkpoint_every=500000 train.keep_checkpoints=16 run.gif=false run.progress=false
-prey: $(STAMP)  ## trains runs/prey_fast, then ships maddpg/pretrained_prey/{weak,strong}.pt with their difficulty
+# ACTIONS=discrete: the same with discrete actions, shipped as weak_discrete and strong_discrete.
+ACTIONS    ?= continuous
+DISCRETE   := $(filter discrete,$(ACTIONS))
+PREY_RUN   := runs/prey_fast$(if $(DISCRETE),_discrete)
+PREY_TRAIN := train.py --config configs/fast.yaml run.name=prey_fast$(if $(DISCRETE),_discrete) train.seed=0 \
+              train.total_steps=8000000 train.checkpoint_every=500000 train.keep_checkpoints=16 run.gif=false \
+              run.progress=false$(if $(DISCRETE), env.actions=discrete)
+prey: $(STAMP)  ## trains runs/prey_fast, ships maddpg/pretrained_prey/{weak,strong}.pt (ACTIONS=discrete: *_discrete)
 	$(PY) $(PREY_TRAIN) $$(test -d $(PREY_RUN) && echo --resume $(PREY_RUN))
 	$(PY) -m maddpg.difficulty ship $(PREY_RUN) --jobs 2 --command "make prey: python $(PREY_TRAIN)"
 

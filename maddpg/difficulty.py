@@ -28,11 +28,11 @@ import json
 from functools import partial
 from pathlib import Path
 
-from maddpg.checkpoint import list_checkpoints, sha256
+from maddpg.checkpoint import list_checkpoints, load_checkpoint, sha256
 from maddpg.errors import ConfigError, command_errors
 from maddpg.experiments import ROOT, Jobs, run_all, run_or_keep
 from maddpg.plot import final_score, load_run
-from maddpg.pretrained import PREY_DIR, resolve_prey
+from maddpg.pretrained import PREY_DIR, manifest, resolve_prey, shipped_prey
 from maddpg.prey import export, write_prey_file
 from maddpg.stats import summarise
 
@@ -50,7 +50,7 @@ def prey_run(prey: str, seed: int, steps: int, out: Path, extra: list[str], jobs
     overrides -> the run's directory."""
     prey_file = resolve_prey(prey)
     run_dir = out / f"{prey_file.stem}_{sha256(prey_file)[:12]}_n{steps}_s{seed}"
-    checkpoint = prey if prey in ("weak", "strong") else str(prey_file.resolve())
+    checkpoint = prey if prey in manifest() else str(prey_file.resolve())
     overrides = ["prey.mode=fixed", f"prey.checkpoint={checkpoint}", f"train.eval_every={EVAL_EVERY}",
                  f"train.seed={seed}", *extra]  # fmt: skip
     return run_or_keep(run_dir, ROOT / SCHEDULE, overrides, steps, jobs=jobs)
@@ -84,21 +84,26 @@ def ship(
     prey_dir: Path = PREY_DIR,
 ) -> dict[str, dict]:
     """Choose, measure and ship (into prey_dir) the weak and strong prey from `run_dir`'s checkpoints
-    (see above) -> their difficulties."""
+    (see above) -> their difficulties. A run with discrete actions ships weak_discrete and
+    strong_discrete, measured by predators with discrete actions."""
+    actions = load_checkpoint(list_checkpoints(run_dir, 1)[0], 0)["config"]["env"]["actions"]
+    extra = [] if actions == "continuous" else [f"env.actions={actions}"]
     candidates = {}
     for checkpoint in list_checkpoints(run_dir, 1):
         step = int(checkpoint.name.removeprefix("ckpt_"))
         candidates[step] = out / "candidates" / f"prey_{step}.pt"
         if not candidates[step].is_file():
             write_prey_file(run_dir, step, candidates[step])
-    screen = measure([str(path) for path in candidates.values()], [SCREEN_SEED], steps, out, jobs)
+    screen = measure([str(path) for path in candidates.values()], [SCREEN_SEED], steps, out, jobs, extra)
     scores = {step: screen[str(path)]["mean"] for step, path in candidates.items()}
     (out / "screen.json").write_text(json.dumps({"seed": SCREEN_SEED, "env_steps": steps, "scores": scores}) + "\n")
     later = [step for step in scores if step >= weak_steps]
     if len(later) < 2:
         raise ConfigError(f"{run_dir} has {len(later)} checkpoints at >= {weak_steps} env steps: train it further")
     chosen = {"weak": later[0], "strong": min(later[1:], key=scores.get)}
-    measured = measure([str(candidates[step]) for step in chosen.values()], list(MEASURE_SEEDS), steps, out, jobs)
+    measured = measure(
+        [str(candidates[step]) for step in chosen.values()], list(MEASURE_SEEDS), steps, out, jobs, extra
+    )
     difficulty = {name: measured[str(candidates[step])] for name, step in chosen.items()}
     weak, strong = difficulty["weak"], difficulty["strong"]
     if strong["mean_ci95"][1] >= weak["mean_ci95"][0]:
@@ -107,8 +112,8 @@ def ship(
             f"harder than the weak one (step {chosen['weak']}, {weak['mean']:.1f} {weak['mean_ci95']}): train "
             "the prey run further or with another seed"
         )
-    for name, step in chosen.items():
-        export(run_dir, step, name, command, prey_dir, entry={"difficulty": difficulty[name]})
+    for role, step in chosen.items():
+        export(run_dir, step, shipped_prey(role, actions), command, prey_dir, entry={"difficulty": difficulty[role]})
     return difficulty
 
 

@@ -31,13 +31,14 @@ from maddpg.evaluation import evaluate_episodes
 from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
 from maddpg.opponents import opponent as run_opponent
+from maddpg.pretrained import manifest, shipped_prey
 from maddpg.prey import prey_policy
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.scripted import GreedyTeam, Team
 from maddpg.stats import bootstrap_ci
 
 SUITE = ("still", "random", "flee", "weak", "strong")  # the prey of --suite
-SHIPPED = ("weak", "strong")  # they play continuous actions: a discrete run's suite leaves them out
+SHIPPED = ("weak", "strong")  # the shipped prey of the run's action type (pretrained.shipped_prey)
 
 
 def latest_checkpoint(target: Path) -> Path:
@@ -149,17 +150,20 @@ def evaluate_run(
 def suite(target: Path, seed: int | None = None, rank: int = 0, episodes: int = 100) -> dict:
     """A run's predators against every prey of SUITE, each beside the greedy team (maddpg/scripted.py)
     on the same start states (and a random prey's same draws) -> {"suite": {prey: {"predators":
-    summary, "greedy": summary}}, ...}. A discrete run leaves out the shipped prey, saying why in "left_out";
-    the scripted greedy team and prey play the argmax of their actions there."""
+    summary, "greedy": summary}}, ...}. A discrete run plays the discrete shipped prey (weak_discrete,
+    strong_discrete), or leaves them out while none is shipped, saying why in "left_out"; the scripted
+    greedy team and prey play the argmax of their actions there."""
     trained = load_trained(target, rank)
     cfg = trained.cfg
     seed = cfg.train.seed if seed is None else seed
     env = make_env(replace(cfg.env, n_envs=episodes))
     results, left_out = {}, {}
     for prey in SUITE:
-        if cfg.env.discrete and prey in SHIPPED:
-            left_out[prey] = "the shipped prey play continuous actions, this run discrete ones"
-            continue
+        if prey in SHIPPED:
+            prey = shipped_prey(prey, cfg.env.actions)
+            if prey not in manifest():
+                left_out[prey] = f"not shipped yet: make prey ACTIONS={cfg.env.actions} ships it"
+                continue
         predators = build_learner(cfg, trained.actors, prey, env, seed)
         greedy = Team(GreedyTeam(cfg.env), opponent(prey, cfg, env, seed), cfg.env.num_adversaries)
         results[prey] = {team: summarize(evaluate_episodes(player, env, seed))

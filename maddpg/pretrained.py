@@ -23,6 +23,12 @@ MANIFEST = PREY_DIR / "manifest.json"
 PREDATORS_DIR = Path(__file__).parent / "pretrained_predators"
 
 
+def shipped_prey(role: str, actions: str) -> str:
+    """The name of the shipped `role` prey (weak, strong) for runs with `actions` (env.actions): the
+    continuous ones are plain weak and strong, the discrete ones weak_discrete and strong_discrete."""
+    return role if actions == "continuous" else f"{role}_{actions}"
+
+
 def manifest(path: Path = MANIFEST) -> dict[str, dict]:
     """{name: {file, sha256, env_steps, seed, command, config}} of the shipped prey (empty if none)."""
     return json.loads(path.read_text()) if path.is_file() else {}

@@ -39,7 +39,7 @@ def fake_measure(screen: dict[int, float], measured: dict[int, tuple[float, floa
     (mean, CI) for the others."""
 
     def measure(preys, seeds, steps, out, jobs, extra=None):
-        calls.append(list(seeds))
+        calls.append(list(seeds) if extra is None or extra == [] else (list(seeds), extra))
         results = {}
         for prey in preys:
             step = int(prey.split("prey_")[-1].removesuffix(".pt"))
@@ -71,3 +71,15 @@ def test_ship_refuses_a_strong_prey_that_is_not_clearly_harder(prey_run, tmp_pat
     with pytest.raises(ConfigError, match="not clearly harder"):
         difficulty.ship(prey_run, "make prey", 1000, tmp_path / "d", 1, weak_steps=200, prey_dir=tmp_path)
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_a_discrete_prey_run_ships_discrete_prey_measured_by_discrete_predators(tmp_path, run_args, monkeypatch):
+    train.main(run_args("prey", "train.total_steps=300", "train.checkpoint_every=100", "train.keep_checkpoints=10",
+                        "run.gif=false", "env.actions=discrete"))  # fmt: skip
+    calls = []
+    screen = {100: 5.0, 200: 40.0, 300: 10.0}
+    monkeypatch.setattr(difficulty, "measure", fake_measure(screen, {200: (40, 35, 45), 300: (12, 8, 16)}, calls))
+    difficulty.ship(tmp_path / "prey", "make prey", 1000, tmp_path / "d", 1, weak_steps=200, prey_dir=tmp_path)
+    discrete = ["env.actions=discrete"]
+    assert calls == [([difficulty.SCREEN_SEED], discrete), (list(difficulty.MEASURE_SEEDS), discrete)]
+    assert set(manifest(tmp_path / "manifest.json")) == {"weak_discrete", "strong_discrete"}
