@@ -472,9 +472,10 @@ class Loop:
 
     def sync(self) -> None:
         """Genetic mode: the population's sync, when due."""
-        if self.population is not None and self.population.due(self.p.env_steps // self.place.population):
+        steps_per_learner = self.p.env_steps // self.place.population
+        if self.population is not None and self.population.due(steps_per_learner):
             with self.tally.timer("sync"):
-                sync = self.population.sync(self.p.env_steps, self.p.env_steps // self.place.population)
+                sync = self.population.sync(self.p.env_steps, steps_per_learner)
             if self.metrics is not None:
                 self.metrics.log_sync(sync)
 

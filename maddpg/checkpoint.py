@@ -76,7 +76,12 @@ def rewrite(checkpoint: Path, world_size: int, edit: Callable[[dict], object]) -
 def drop_buffer(checkpoint: Path, world_size: int) -> None:
     """Rewrite `checkpoint` without its replay buffers' contents: a finished run's checkpoint stays
     resumable, without the buffer, at a fraction of the disk."""
-    rewrite(checkpoint, world_size, lambda state: state.get("buffer", {}).pop("data", None))
+    rewrite(checkpoint, world_size, without_buffer_data)
+
+
+def without_buffer_data(state: dict) -> None:
+    """Drop a rank's replay buffer contents from its state, in place (a pipeline learner holds none)."""
+    state.get("buffer", {}).pop("data", None)
 
 
 def list_checkpoints(run_dir: Path, world_size: int) -> list[Path]:

@@ -262,8 +262,10 @@ def leaves(node: object, prefix: str = "") -> Iterator[tuple[str, object]]:
 
 def validate(cfg: Config, world_size: int = 1) -> None:
     """Range and consistency checks that the schema's types cannot express."""
+    defaults = dict(leaves(Config()))
     for key, value in leaves(cfg):
-        if isinstance(value, list) and key != "prey.mix":  # the schema types these lists, not always their items
+        numeric = isinstance(value, list) and all(type(x) in (int, float) for x in defaults[key])
+        if numeric:  # the schema types a list, not always its items: a list of numbers by default must stay one
             _require(all(type(x) in (int, float) for x in value), f"{key} must list numbers, got {value}")
         numbers = value if isinstance(value, list) else [value]
         finite = all(math.isfinite(x) for x in numbers if isinstance(x, float))

@@ -31,9 +31,10 @@ def opponent(
     return MixedPrey(policies) if prey.mode == PreyMode.mix else policies[0]
 
 
-def kinds(n: int, k: int, device: torch.device) -> torch.Tensor:
-    """The prey each of `n` env copies plays: copy e plays prey e % k."""
-    return torch.arange(n, device=device) % k
+def rows_of(n: int, k: int, device: torch.device) -> list[torch.Tensor]:
+    """Which of `n` env copies each of `k` prey plays: copy e plays prey e % k -> k boolean masks (n,)."""
+    of = torch.arange(n, device=device) % k
+    return [of == prey for prey in range(k)]
 
 
 class MixedPrey:
@@ -45,11 +46,11 @@ class MixedPrey:
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (E, n_prey, O) -> actions (E, n_prey, A), copy e's from prey e % K."""
-        of = kinds(len(obs), len(self.policies), obs.device)
-        actions = [policy.act(obs[of == k]) for k, policy in enumerate(self.policies)]
+        rows = rows_of(len(obs), len(self.policies), obs.device)
+        actions = [policy.act(obs[mine]) for mine, policy in zip(rows, self.policies, strict=True)]
         out = actions[0].new_empty((len(obs), *actions[0].shape[1:]))
-        for k, part in enumerate(actions):
-            out[of == k] = part
+        for mine, part in zip(rows, actions, strict=True):
+            out[mine] = part
         return out
 
     def target_act(self, obs: torch.Tensor) -> torch.Tensor:
@@ -76,9 +77,9 @@ class MixedBuffer:
 
     def add(self, batch: States) -> None:
         """E transitions, copy e's into buffer e % K."""
-        of = kinds(len(batch.act), len(self.buffers), batch.act.device)
-        for k, buffer in enumerate(self.buffers):
-            buffer.add(States(*(field[of == k] for field in batch)))
+        rows = rows_of(len(batch.act), len(self.buffers), batch.act.device)
+        for mine, buffer in zip(rows, self.buffers, strict=True):
+            buffer.add(States(*(field[mine] for field in batch)))
 
     def sample(self, batch_size: int) -> Batch:
         """The next prey's batch; its target actions are the critics' targets until the next sample."""

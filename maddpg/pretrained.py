@@ -15,7 +15,14 @@ import json
 import shutil
 from pathlib import Path
 
-from maddpg.checkpoint import digest_file, latest_good_checkpoint, load_checkpoint, rewrite, sha256
+from maddpg.checkpoint import (
+    digest_file,
+    latest_good_checkpoint,
+    load_checkpoint,
+    rewrite,
+    sha256,
+    without_buffer_data,
+)
 from maddpg.errors import ConfigError, command_errors
 
 PREY_DIR = Path(__file__).parent / "pretrained_prey"
@@ -36,8 +43,10 @@ def manifest(path: Path = MANIFEST) -> dict[str, dict]:
 
 def record(name: str, prey_file: Path, entry: dict, path: Path = MANIFEST) -> None:
     """Add or replace `name` in the manifest: the file (beside the manifest), its sha256 and `entry`."""
-    entries = manifest(path)
-    entries[name] = {"file": prey_file.name, "sha256": sha256(prey_file)} | entry
+    write_manifest(manifest(path) | {name: {"file": prey_file.name, "sha256": sha256(prey_file)} | entry}, path)
+
+
+def write_manifest(entries: dict[str, dict], path: Path) -> None:
     path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
@@ -82,7 +91,7 @@ def ship_predators(run_dir: Path, name: str, command: str, dest: Path = PREDATOR
     shutil.copytree(checkpoint, shipped)
 
     def strip(state: dict) -> None:  # no replay buffer, and no path of the machine that trained it
-        state.get("buffer", {}).pop("data", None)
+        without_buffer_data(state)
         state["config"]["run"] |= {"dir": str(dest.name), "name": name}
 
     rewrite(shipped, world_size, strip)
@@ -97,8 +106,7 @@ def ship_predators(run_dir: Path, name: str, command: str, dest: Path = PREDATOR
         "command": command,
         "config": state["config"],
     }
-    entries = manifest(dest / MANIFEST.name) | {name: entry}
-    (dest / MANIFEST.name).write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    write_manifest(manifest(dest / MANIFEST.name) | {name: entry}, dest / MANIFEST.name)
     return target
 
 
