@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 ARGS   ?=
+# EXTRAS: the project's extras; the image takes test, the suite without make lint's tools
+EXTRAS ?= dev
 
-.PHONY: install train study test bench scaling prey predators figures speed lint format clean
+.PHONY: install train study test bench scaling prey predators figures speed lint format clean docker-test docker-base
 
 install: $(STAMP)
 
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 # make train: the fast preset cut to 3M env steps, minutes on 2 cores; make study: the study's schedule
@@ -28,6 +30,17 @@ study: $(STAMP)  ## the study's schedule
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+# The image: launch/docker-test.sh builds it from the Dockerfile and runs the test suite in it.
+# Its options (BASE, CA_BUNDLE, TORCH_INDEX, WHEELS, IMAGE, DOCKER, ARGS) are make variables, e.g.
+# with no image registry, behind a TLS proxy, the pinned torch's wheel on disk (README "Docker"):
+#   make docker-base && make docker-test BASE=maddpg-base:bookworm TORCH_INDEX= WHEELS=DIR \
+#       CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+docker-test:  ## builds the image and runs the test suite in it
+	launch/docker-test.sh
+
+docker-base:  ## a Debian base image from debootstrap (root), for machines without an image registry
+	launch/docker-base.sh
 
 bench: scaling  ## writes runs/bench.json, and the scaling section's runs/scaling.{json,png}
 	$(PY) -m maddpg.bench --out runs/bench.json $(ARGS)

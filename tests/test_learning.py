@@ -1,12 +1,13 @@
 """One cheap learning check: it fails when MADDPG stops learning.
 
 configs/learning_check.yaml trains 3 predators against a random prey for 60k env steps on
-the default (torch) backend, about 90 s on one core. Calibration on this 2-core machine,
-mean predator return of the last three evaluations (50k, 55k, 60k steps): seeds 0-3
-reached 121, 115, 169 and 63 (on the mpe2 backend: 161, 132, 62 and 78); the same run
-with the actor loss's sign flipped (actors descend their critic) reached 9.5 (mpe2: 5.0);
-untrained predators score 1.5-19.5. The threshold sits below every working seed, so a
-different CPU or PyTorch build (which changes the trajectory like a new seed) still passes.
+the default (torch) backend, about 90 s on one core; the two action types train side by side,
+one process each. Calibration on this 2-core machine, mean predator return of the last three
+evaluations (50k, 55k, 60k steps): seeds 0-3 reached 121, 115, 169 and 63 (on the mpe2
+backend: 161, 132, 62 and 78); the same run with the actor loss's sign flipped (actors
+descend their critic) reached 9.5 (mpe2: 5.0); untrained predators score 1.5-19.5. The
+threshold sits below every working seed, so a different CPU or PyTorch build (which changes
+the trajectory like a new seed) still passes.
 
 Recalibrated with the world-state buffer (the trajectories changed), continuous seeds 0-2
 reached 64.5, 68.0 and 65.5. With discrete actions (env.actions=discrete, the Gumbel-softmax
@@ -14,20 +15,40 @@ update) seeds 0-3 reached 87.5, 114.0, 117.5 and 123.0, and with the actor loss'
 flipped 9.5 and 5.0 (seeds 0, 1): the same threshold separates them.
 """
 
+import subprocess
+import sys
+
 import pytest
 
-import train
 from conftest import ROOT
 from maddpg.metrics import read_rows
 
 THRESHOLD = 40.0  # mean predator return over the last three evaluations, either action type
+ACTIONS = ("continuous", "discrete")
 
 
-@pytest.mark.parametrize("actions", ["continuous", "discrete"])
-def test_predators_learn_to_catch_a_random_prey(tmp_path, actions):
+def start(out, actions: str) -> subprocess.Popen:
     config = str(ROOT / "configs" / "learning_check.yaml")
-    args = ["--config", config, f"run.dir={tmp_path}", "run.name=check", "run.progress=false", f"env.actions={actions}"]
-    train.main(args)
-    rows = read_rows(tmp_path / "check")
+    argv = ["--config", config, f"run.dir={out}", f"run.name={actions}", "run.progress=false", f"env.actions={actions}"]
+    with open(out / f"{actions}.err", "w") as err:
+        return subprocess.Popen([sys.executable, "train.py", *argv], cwd=ROOT, stderr=err)
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    """Both checks train at once, one single-threaded process each: the suite waits for one."""
+    out = tmp_path_factory.mktemp("learning")
+    jobs = {actions: start(out, actions) for actions in ACTIONS}
+    yield out, jobs
+    for job in jobs.values():
+        job.kill()
+        job.wait()
+
+
+@pytest.mark.parametrize("actions", ACTIONS)
+def test_predators_learn_to_catch_a_random_prey(checks, actions):
+    out, jobs = checks
+    assert jobs[actions].wait(timeout=900) == 0, (out / f"{actions}.err").read_text()
+    rows = read_rows(out / actions)
     late = sum(row["predator_return"] for row in rows[-3:]) / 3
     assert late >= THRESHOLD, f"predator return {late:.1f} after training (untrained {rows[0]['predator_return']:.1f})"
