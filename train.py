@@ -335,12 +335,15 @@ def stopped_line(stop: StopRequest, env_steps: int, run_dir: Path, world_size: i
 
 
 def summary_line(row: dict, cfg: Config) -> str:
-    """The final evaluation in one line."""
+    """The last evaluation in one line: the final one, or the last before the end when total_steps is
+    not a multiple of eval_every."""
     prey = {PreyMode.learn: "its own learned prey", PreyMode.random: "a random prey", PreyMode.still: "a still prey",
             PreyMode.flee: "the fleeing prey", PreyMode.fixed: f"the {cfg.prey.checkpoint} prey",
             PreyMode.mix: f"a mix of prey ({', '.join(cfg.prey.mix)})"}[cfg.prey.mode]  # fmt: skip
+    steps, total = row["env_steps"], cfg.train.total_steps
+    when = f"final evaluation at {steps:,}" if steps >= total else f"last evaluation at {steps:,} of {total:,}"
     return (
-        f"final evaluation at {row['env_steps']:,} env steps ({cfg.train.eval_episodes} noise-free episodes "
+        f"{when} env steps ({cfg.train.eval_episodes} noise-free episodes "
         f"against {prey}): predator_return {row['predator_return']:.1f}, capture_rate {row['capture_rate']:.3f}, "
         f"prey_return {row['prey_return']:.1f}"
     )

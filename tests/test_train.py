@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, assert_same_weights, learner_state, unmeasured
+from conftest import ROOT, assert_same_weights, learner_state, toy_config, unmeasured
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.metrics import read_rows
 
@@ -34,6 +34,13 @@ def test_entry_point_writes_a_complete_run_directory(tmp_path, backend):
     assert 50 < rows[-1]["peak_rss_mb"] < 4096  # torch alone takes more than 50 MiB
     state = load_checkpoint(list_checkpoints(run, 1)[-1], 0)
     assert state["progress"]["env_steps"] == 600 and state["learner"]["updates"] == 600 - 64 + 1
+
+
+def test_the_summary_calls_an_evaluation_before_the_end_the_last_one_not_the_final_one():
+    row = {"env_steps": 600, "predator_return": 10.0, "capture_rate": 0.5, "prey_return": -10.0}
+    assert train.summary_line(row, toy_config()).startswith("final evaluation at 600 env steps (2 noise-free")
+    line = train.summary_line(row, toy_config("train.total_steps=700"))
+    assert line.startswith("last evaluation at 600 of 700 env steps (2 noise-free")
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path, run_args):
