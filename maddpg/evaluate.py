@@ -31,7 +31,7 @@ from maddpg.evaluation import evaluate_episodes
 from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
 from maddpg.opponents import opponent as run_opponent
-from maddpg.pretrained import manifest, shipped_prey
+from maddpg.pretrained import shipped_prey
 from maddpg.prey import prey_policy
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.scripted import GreedyTeam, Team
@@ -151,25 +151,20 @@ def suite(target: Path, seed: int | None = None, rank: int = 0, episodes: int = 
     """A run's predators against every prey of SUITE, each beside the greedy team (maddpg/scripted.py)
     on the same start states (and a random prey's same draws) -> {"suite": {prey: {"predators":
     summary, "greedy": summary}}, ...}. A discrete run plays the discrete shipped prey (weak_discrete,
-    strong_discrete), or leaves them out while none is shipped, saying why in "left_out"; the scripted
-    greedy team and prey play the argmax of their actions there."""
+    strong_discrete); the scripted greedy team and prey play the argmax of their actions there."""
     trained = load_trained(target, rank)
     cfg = trained.cfg
     seed = cfg.train.seed if seed is None else seed
     env = make_env(replace(cfg.env, n_envs=episodes))
-    results, left_out = {}, {}
+    results = {}
     for prey in SUITE:
-        if prey in SHIPPED:
-            prey = shipped_prey(prey, cfg.env.actions)
-            if prey not in manifest():
-                left_out[prey] = f"not shipped yet: make prey ACTIONS={cfg.env.actions} ships it"
-                continue
+        prey = shipped_prey(prey, cfg.env.actions) if prey in SHIPPED else prey
         predators = build_learner(cfg, trained.actors, prey, env, seed)
         greedy = Team(GreedyTeam(cfg.env), opponent(prey, cfg, env, seed), cfg.env.num_adversaries)
         results[prey] = {team: summarize(evaluate_episodes(player, env, seed))
                          for team, player in (("predators", predators), ("greedy", greedy))}  # fmt: skip
     summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "seed": seed, "rank": rank}
-    return summary | {"episodes": episodes, "suite": results} | ({"left_out": left_out} if left_out else {})
+    return summary | {"episodes": episodes, "suite": results}
 
 
 def suite_table(summary: dict) -> str:
