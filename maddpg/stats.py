@@ -10,7 +10,8 @@ bands, episode means). Resampling is seeded, so a report is reproducible.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.stats
@@ -49,10 +50,22 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
             "permutation_p": float(permutation.pvalue)}  # fmt: skip
 
 
+@contextmanager
+def seeded_global_numpy(seed: int) -> Iterator[None]:
+    """NumPy's global generator seeded for the block and restored after it: rliable's bootstrap draws
+    from it (np.random.choice), whatever random_state it is given."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def interval(aggregate: Callable[..., float], groups: list[np.ndarray], resamples: int) -> tuple[float, list[float]]:
     """rliable's stratified-bootstrap point estimate and 95% CI of `aggregate(*groups)`, each group's
-    scores shaped (runs, tasks)."""
-    with warnings.catch_warnings():  # rliable hands arch a RandomState, which arch now deprecates
+    scores shaped (runs, tasks); the same for the same scores, call after call."""
+    with warnings.catch_warnings(), seeded_global_numpy(0):  # rliable hands arch a RandomState, which arch deprecates
         warnings.simplefilter("ignore", FutureWarning)
         points, intervals = library.get_interval_estimates(
             {"": groups}, lambda *x: np.array([aggregate(*x)]), reps=resamples, random_state=np.random.RandomState(0)
