@@ -65,10 +65,9 @@ def seeded_global_numpy(seed: int) -> Iterator[None]:
 def interval(aggregate: Callable[..., float], groups: list[np.ndarray], resamples: int) -> tuple[float, list[float]]:
     """rliable's stratified-bootstrap point estimate and 95% CI of `aggregate(*groups)`, each group's
     scores shaped (runs, tasks); the same for the same scores, call after call."""
-    with warnings.catch_warnings(), seeded_global_numpy(0):  # rliable hands arch a RandomState, which arch deprecates
-        warnings.simplefilter("ignore", FutureWarning)
+    with seeded_global_numpy(0):
         points, intervals = library.get_interval_estimates(
-            {"": groups}, lambda *x: np.array([aggregate(*x)]), reps=resamples, random_state=np.random.RandomState(0)
+            {"": groups}, lambda *x: np.array([aggregate(*x)]), reps=resamples
         )
     return float(points[""][0]), [float(v) for v in intervals[""][:, 0]]
 
