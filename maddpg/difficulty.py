@@ -9,7 +9,8 @@ against it for --steps env steps on the fast schedule (configs/fast.yaml, prey.m
 evaluated every 20k env steps. A run's score is the mean predator_return of its last 5 evaluations
 (its last 100k env steps); the prey's difficulty is the mean of its runs' scores, with the 95% CI
 and the IQM of rliable (maddpg/stats.py). The lower, the harder the prey. The runs are kept in
---out under the prey file's sha256, so a repeated command measures only what it has not.
+--out under the prey file's sha256 (and the overrides', when there are any), so a repeated
+command measures only what it has not.
 
 `ship` (make prey): the shipped weak and strong prey from the checkpoints of a run whose prey
 learned. Every checkpoint's prey is a candidate, screened with one seed (SCREEN_SEED). The weak
@@ -24,6 +25,7 @@ is written to --out/screen.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from functools import partial
 from pathlib import Path
@@ -49,7 +51,9 @@ def prey_run(prey: str, seed: int, steps: int, out: Path, extra: list[str], jobs
     """Fresh predators trained against `prey` (a shipped name or a prey file), with the `extra`
     overrides -> the run's directory."""
     prey_file = resolve_prey(prey)
-    run_dir = out / f"{prey_file.stem}_{sha256(prey_file)[:12]}_n{steps}_s{seed}"
+    # other overrides measure something else: a run of their own
+    options = "_o" + hashlib.sha256(" ".join(extra).encode()).hexdigest()[:8] if extra else ""
+    run_dir = out / f"{prey_file.stem}_{sha256(prey_file)[:12]}_n{steps}{options}_s{seed}"
     checkpoint = prey if prey in manifest() else str(prey_file.resolve())
     overrides = ["prey.mode=fixed", f"prey.checkpoint={checkpoint}", f"train.eval_every={EVAL_EVERY}",
                  f"train.seed={seed}", *extra]  # fmt: skip

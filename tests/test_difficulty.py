@@ -11,7 +11,7 @@ from maddpg.pretrained import manifest, sha256
 
 def test_difficulty_is_the_mean_final_score_of_fresh_predators_and_its_runs_are_kept(tmp_path, capsys):
     result = difficulty.measure(["weak"], [0, 1, 2], 640, tmp_path, 1, ["train.eval_every=320"])["weak"]
-    runs = sorted(tmp_path.glob("weak_*_n640_s*"))
+    runs = sorted(tmp_path.glob("weak_*_n640_*"))
     assert [run.name[-2:] for run in runs] == ["s0", "s1", "s2"]
     assert result["scores"] == [final_score(load_run(run), "predator_return", difficulty.LAST) for run in runs]
     assert result["mean"] == pytest.approx(sum(result["scores"]) / 3)
@@ -24,6 +24,14 @@ def test_difficulty_is_the_mean_final_score_of_fresh_predators_and_its_runs_are_
     capsys.readouterr()
     assert difficulty.measure(["weak"], [0, 1, 2], 640, tmp_path, 1, ["train.eval_every=320"])["weak"] == result
     assert "training to" not in capsys.readouterr().err  # measured once
+
+
+def test_runs_with_other_overrides_are_other_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(difficulty, "run_or_keep", lambda run_dir, *args, **kwargs: run_dir)
+    overrides = ([], ["env.actions=discrete"], ["train.eval_every=320"], ["train.eval_every=320"])
+    runs = [difficulty.prey_run("weak", 1, 640, tmp_path, extra, jobs=None) for extra in overrides]
+    assert runs[0].name == f"weak_{sha256(difficulty.resolve_prey('weak'))[:12]}_n640_s1"
+    assert len({runs[0], runs[1], runs[2]}) == 3 and runs[2] == runs[3]
 
 
 @pytest.fixture
