@@ -190,13 +190,12 @@ class Maddpg:
         agree on the joint action without another message.
         """
         out = self.gather(self.learner_actions(obs))  # (E, n_learners, A)
-        exploring = epsilon > 0 or noise_std > 0
-        if self.discrete:
-            acts = (
-                explore_discrete(out, epsilon, self.generator) if exploring else one_hot(out.argmax(-1), self.act_dim)
-            )
+        if epsilon == 0 and noise_std == 0:
+            acts = one_hot(out.argmax(-1), self.act_dim) if self.discrete else out
+        elif self.discrete:
+            acts = explore_discrete(out, epsilon, self.generator)
         else:
-            acts = explore(out, epsilon, noise_std * self.noise_scale, self.generator) if exploring else out
+            acts = explore(out, epsilon, noise_std * self.noise_scale, self.generator)
         return self.with_prey(acts, obs)
 
     # -- learning --------------------------------------------------------------------------
