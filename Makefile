@@ -77,7 +77,7 @@ predators: $(STAMP)  ## trains runs/predators_s0, ships its predators, prints th
 
 # make figures: the study's Figs. 3-6 at a short budget (50k env steps per learner, 3 seeds, about an
 # hour on 2 cores); BUDGET=full: the study's budget, 2M env steps per learner, 4 learners, 5 seeds,
-# on the fast schedule (maddpg/experiments.py; about 30 CPU hours). Both resume when run again.
+# on the fast schedule (maddpg/experiments.py; about 26 CPU hours). Both resume when run again.
 BUDGET ?= short
 JOBS   ?= 2
 figures: $(STAMP)  ## the study's Figs. 3-6 and their tables into runs/figures (BUDGET=full: runs/figures_full)
