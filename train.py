@@ -66,6 +66,8 @@ from maddpg.stop import StopRequest
 from maddpg.twin import Observer
 from maddpg.updates import LocalUpdates, Updates
 
+SILENT_RANK_WAIT_S = 30.0  # a rank other than 0 with a config error waits this long for rank 0 to say it
+
 
 @dataclass
 class Progress:
@@ -241,7 +243,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = resolve_config(args, overrides, world_size)
     except ConfigError as error:
-        exit_on_error(error, speak=int(os.environ.get("RANK", "0")) == 0)
+        if int(os.environ.get("RANK", "0")):
+            # Before the process group, no rank can wait for another: every rank read the same config,
+            # rank 0 says why, and its exit makes torchrun stop this one. Leaving first could have
+            # torchrun stop rank 0 before it speaks; an error rank 0 did not share is said after the wait.
+            time.sleep(SILENT_RANK_WAIT_S)
+        exit_on_error(error)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = torch.device(cfg.run.device)

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+import train
 from conftest import ROOT, children, torchrun, train_args, wait_for_rows
 from maddpg import evaluate
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
@@ -89,6 +90,17 @@ def test_a_world_size_that_does_not_fit_the_mode_stops_every_rank(tmp_path):
     assert result.returncode != 0
     assert result.stderr.count("error: mode model puts a block of one or more learning agents on each rank") == 1
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_config_error_is_said_by_rank_0_and_by_another_rank_only_after_a_wait(tmp_path, monkeypatch, capsys, rank):
+    waits = []
+    monkeypatch.setattr(train.time, "sleep", waits.append)
+    monkeypatch.setenv("RANK", rank)
+    with pytest.raises(SystemExit) as stop:
+        train.main([f"run.dir={tmp_path}", "run.name=x", "maddpg.gamma=2"])
+    assert stop.value.code == 2 and capsys.readouterr().err.count("error: ") == 1
+    assert waits == ([] if rank == "0" else [train.SILENT_RANK_WAIT_S])
 
 
 LARGE = ("env.num_adversaries=12", "env.num_good=3", "env.num_obstacles=1", "maddpg.hidden=[16,16]",
