@@ -3,7 +3,7 @@ against common opponents.
 
     python -m maddpg.experiments [--budget short|full] [--figures fig4_weak_prey ...] [--arms genetic ...]
                                  [--steps-per-learner N] [--learners P] [--seeds 0 1 2] [--eval-every N]
-                                 [--jobs J] [--set key=value ...] [--out DIR]
+                                 [--jobs J] [--set key=value ...] [--out DIR] [--earlier DIR]
 
 A budget sets the grid's defaults; every flag overrides its part:
 
@@ -31,11 +31,18 @@ A run's score is the mean over its learners of predator_return (population_mean_
 averaged over its last evaluations (5 at the full budget, 3 at the short). Per figure, `maddpg.plot`
 draws the curves against env steps per learner and against total env steps (and, with --jobs 1,
 wall-clock), and writes the table beside each figure: per arm, mean and IQM with 95% CIs and the tests
-against the baseline and the no-sync control (maddpg/stats.py). Then every run's final predators (each
+against the baseline, the no-sync control and the study's genetic arm (maddpg/stats.py). Then every
+run's final predators (each
 learner's) play 100 episodes against the shipped weak and strong prey and a uniform random prey, on the
 same start states for every run (seed OPPONENT_SEED), written to opponents.json in the run and
 summarised per figure in <figure>_opponents.json, so arms trained against different prey are compared
 against the same opponents.
+
+`--earlier DIR` completes a report with the arms of an earlier one whose runs are no longer on disk
+(its <figure>_steps_per_learner.json and <figure>_opponents.json in DIR, e.g. docs/figures/full_budget):
+their per-run scores and CPU hours join the tables and tests, their curves are not redrawn, and each
+table names them under "earlier". An arm run now replaces the earlier one; a budget that differs from
+the earlier report's is refused.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from omegaconf import OmegaConf
 from maddpg import plot
 from maddpg.checkpoint import drop_buffer, list_checkpoints, sha256
 from maddpg.config import to_dict
+from maddpg.errors import ConfigError, command_errors
 from maddpg.evaluate import evaluate_run
 from maddpg.metrics import read_rows
 from maddpg.pretrained import resolve_prey
@@ -112,7 +120,7 @@ ARMS = {
     "baseline_total": Arm("baseline", total_budget=True),
     "adaptive": Arm("adaptive", population=True),
 }
-AGAINST = ("baseline", "nosync")  # every arm is tested against these
+AGAINST = ("baseline", "nosync", "genetic")  # every arm is tested against these
 FIGURES = {  # figure: (title, setting, arms)
     "fig3_baseline_weak_prey": ("Fig. 3: MADDPG vs the weak prey", "weak_prey", ("baseline",)),
     "fig4_weak_prey": ("Fig. 4: the weak prey", "weak_prey", tuple(ARMS)),
@@ -130,6 +138,10 @@ class Grid:
     budget: Budget
     out: Path
     set: tuple[str, ...]  # the user's overrides, after the budget's
+
+    def record(self) -> dict:
+        """The budget as a report's JSON states it, the user's overrides included."""
+        return asdict(self.budget) | {"set": list(self.set)}
 
     def run_dir(self, arm: str, setting: str, seed: int) -> Path:
         return self.out / f"{arm}_{setting}_s{seed}"
@@ -282,26 +294,70 @@ def final_evaluation(run_dir: Path) -> dict:
     return results
 
 
-def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: bool) -> None:
+@dataclass(frozen=True)
+class Earlier:
+    """An earlier report's arms, from its table JSONs: per arm, its runs' scores (the final score, and
+    against each of OPPONENTS) and CPU hours."""
+
+    source: Path
+    scores: dict[str, list[float]]
+    opponents: dict[str, dict[str, list[float]]]  # opponent: {arm: scores}
+    cpu_hours: dict[str, float]
+
+    @classmethod
+    def load(cls, directory: Path, figure: str, budget: dict) -> Earlier:
+        """The report of `figure` in `directory`; raises ConfigError if it is missing or its budget
+        (but for its output folder) is not `budget`."""
+        paths = [directory / f"{figure}_{name}.json" for name in ("steps_per_learner", "opponents")]
+        missing = [str(path) for path in paths if not path.is_file()]
+        if missing:
+            raise ConfigError(f"--earlier {directory}: no {' or '.join(missing)}; pass the folder of an "
+                              f"earlier `python -m maddpg.experiments` report of {figure}")  # fmt: skip
+        curves, opponents = (json.loads(path.read_text()) for path in paths)
+        theirs = curves["budget"]
+        ours = json.loads(json.dumps(budget))  # tuples as the JSON's lists
+        changed = [f"{key} {theirs.get(key)} there, {value} here" for key, value in ours.items()
+                   if key != "out" and value != theirs.get(key)]  # fmt: skip
+        if changed:
+            raise ConfigError(f"--earlier {directory}: its {figure} had another budget ({'; '.join(changed)}); "
+                              "pass the flags it was run with")  # fmt: skip
+        return cls(
+            directory,
+            {row["group"]: row["scores"] for row in curves["arms"]},
+            {name: {row["group"]: row["scores"] for row in rows} for name, rows in opponents["opponents"].items()},
+            curves["cpu_hours"],
+        )
+
+
+def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: bool, earlier: Earlier | None) -> None:
     """The figure's curves and tables (see the module's docstring), each table JSON with its axis and budget."""
     title, _, _ = FIGURES[figure]
     budget = grid.budget
-    context = {"figure": figure, "title": title, "budget": asdict(budget) | {"set": list(grid.set)},
-               "metric": METRIC, "last_evaluations": budget.last,
-               "cpu_hours": {arm: cpu_hours(paths) for arm, paths in runs.items()}}  # fmt: skip
-    context["cpu_hours_total"] = sum(context["cpu_hours"].values())
-    against = [arm for arm in AGAINST if arm in runs]
+    kept = [arm for arm in ARMS if earlier and arm in earlier.scores and arm not in runs]
+    order = [arm for arm in ARMS if arm in runs or arm in kept]
+    hours = {arm: cpu_hours(runs[arm]) if arm in runs else earlier.cpu_hours[arm] for arm in order}
+    context = {"figure": figure, "title": title, "budget": grid.record(), "metric": METRIC,
+               "last_evaluations": budget.last, "cpu_hours": hours, "cpu_hours_total": sum(hours.values())}  # fmt: skip
+    if kept:
+        context["earlier"] = {"from": str(earlier.source), "arms": kept}  # in the tables, not in the curves
+    against = [arm for arm in AGAINST if arm in order]
+
+    def table(scores: dict[str, list[float]], earlier_scores: dict[str, list[float]]) -> list[dict]:
+        return plot.score_table({arm: scores[arm] if arm in runs else earlier_scores[arm] for arm in order}, against)
+
+    loaded = {arm: [plot.load_run(path) for path in paths] for arm, paths in runs.items()}
+    scores = {arm: [plot.final_score(run, METRIC, budget.last) for run in group] for arm, group in loaded.items()}
+    rows = table(scores, earlier.scores if kept else {})
+    print(f"\n{title}: {METRIC}, mean of the last {budget.last} evaluations")
+    print(plot.markdown(rows, f"{METRIC}, mean of the last {budget.last} evaluations"))
     for x in ("steps_per_learner", "total_steps", *(["wall_clock"] if wall_clock else [])):
-        print(f"\n{title} (x: {x})")
         out = grid.out / f"{figure}_{x}.png"
-        argv = [*map(str, (p for paths in runs.values() for p in paths)), "--x", x, "--metric", METRIC,
-                "--last", str(budget.last), "--names", *runs, "--title", title, "--out", str(out)]  # fmt: skip
-        rows = plot.main(argv + (["--against", *against] if against else []))
+        plot.plot(loaded, x, METRIC, out, title)
         out.with_suffix(".json").write_text(json.dumps(context | {"axis": x, "arms": rows}, indent=2) + "\n")
     tables = {}
     for opponent in OPPONENTS:
         scores = {arm: [final_evaluation(p)[opponent]["mean"] for p in paths] for arm, paths in runs.items()}
-        tables[opponent] = plot.score_table(scores, against)
+        tables[opponent] = table(scores, earlier.opponents[opponent] if kept else {})
         print(f"\n{title}: final predators against the {opponent} prey, {OPPONENT_EPISODES} episodes")
         print(plot.markdown(tables[opponent], f"predator_return over {OPPONENT_EPISODES} episodes"))
     opponents = context | {"episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED, "opponents": tables}
@@ -320,19 +376,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--set", nargs="+", default=[], metavar="key=value", help="overrides for every run")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--earlier", type=Path, metavar="DIR", help="take arms not run here from its report (above)")
     args = parser.parse_args(argv)
     budget = BUDGETS[args.budget]
     changes = {"steps_per_learner": args.steps_per_learner, "learners": args.learners, "eval_every": args.eval_every,
                "seeds": tuple(args.seeds) if args.seeds else None}  # fmt: skip
     budget = replace(budget, **{key: value for key, value in changes.items() if value is not None})
     grid = Grid(budget, args.out or ROOT / budget.out, tuple(args.set))
+    with command_errors():
+        earlier = {f: Earlier.load(args.earlier, f, grid.record()) if args.earlier else None for f in args.figures}
     arms = {figure: [a for a in FIGURES[figure][2] if args.arms is None or a in args.arms] for figure in args.figures}
     plan = [(arm, FIGURES[f][1], seed) for f in args.figures for arm in arms[f] for seed in budget.seeds]
     done = run_all({key: partial(grid.run, *key) for key in plan}, args.jobs)
     for figure in args.figures:
         setting = FIGURES[figure][1]
         runs = {arm: [done[arm, setting, seed] for seed in budget.seeds] for arm in arms[figure]}
-        report(grid, figure, runs, wall_clock=args.jobs == 1)
+        report(grid, figure, runs, wall_clock=args.jobs == 1, earlier=earlier[figure])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def test_figures_driver_runs_every_arm_at_its_budget_then_keeps_them(tmp_path, c
         assert table["axis"] == x and table["budget"]["steps_per_learner"] == 200
         assert [row["group"] for row in table["arms"]] == list(budgets) and table["cpu_hours_total"] > 0
         assert sorted(table["arms"][1]["tests"]) == ["baseline", "nosync"]  # genetic against both references
+        assert sorted(table["arms"][4]["tests"]) == ["baseline", "genetic", "nosync"]  # adaptive against genetic too
     assert not (tmp_path / "fig4_weak_prey_wall_clock.json").exists()  # runs shared the cores: no wall-clock
     genetic = [read_rows(tmp_path / f"genetic_weak_prey_s{seed}") for seed in (0, 1)]
     table = json.loads((tmp_path / "fig4_weak_prey_steps_per_learner.json").read_text())
@@ -64,6 +66,35 @@ def test_figures_driver_runs_every_arm_at_its_budget_then_keeps_them(tmp_path, c
     assert not (tmp_path / "nosync_weak_prey_s0" / SYNCS_FILE).exists()  # the control never syncs
     assert (tmp_path / "genetic_weak_prey_s0" / SYNCS_FILE).exists()
     assert metrics.stat().st_mtime_ns == stamp
+
+    # A report whose baseline and genetic runs are gone takes them from the earlier tables: the same tables.
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    names = ["fig4_weak_prey_steps_per_learner.json", "fig4_weak_prey_opponents.json"]
+    for name in names:
+        shutil.copy(tmp_path / name, earlier)
+    for seed in (0, 1):
+        shutil.rmtree(tmp_path / f"baseline_weak_prey_s{seed}")
+        shutil.rmtree(tmp_path / f"genetic_weak_prey_s{seed}")
+    experiments.main([*argv, "--arms", "nosync", "baseline_total", "adaptive", "--earlier", str(earlier)])
+    for name in names:
+        before, after = (json.loads((folder / name).read_text()) for folder in (earlier, tmp_path))
+        assert after.pop("earlier") == {"from": str(earlier), "arms": ["baseline", "genetic"]}
+        assert after == before
+
+
+def test_an_earlier_report_of_another_budget_is_refused_before_any_run(tmp_path, capsys):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    for name in ("steps_per_learner", "opponents"):
+        table = {"budget": experiments.Grid(experiments.BUDGETS["full"], tmp_path, ()).record(), "arms": []}
+        (earlier / f"fig4_weak_prey_{name}.json").write_text(json.dumps(table))
+    with pytest.raises(SystemExit) as stopped:
+        experiments.main(["--figures", "fig4_weak_prey", "--out", str(tmp_path), "--earlier", str(earlier)])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "steps_per_learner 2000000 there, 50000 here" in error and "pass the flags it was run with" in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["earlier"]  # nothing ran
 
 
 def test_the_full_budget_lays_the_fast_schedule_over_every_arm():
