@@ -32,9 +32,9 @@ averaged over its last evaluations (5 at the full budget, 3 at the short). Per f
 draws the curves against env steps per learner and against total env steps (and, with --jobs 1,
 wall-clock), and writes the table beside each figure: per arm, mean and IQM with 95% CIs and the tests
 against the baseline, the no-sync control and the study's genetic arm (maddpg/stats.py). Then every
-run's final predators (each
-learner's) play 100 episodes against the shipped weak and strong prey and a uniform random prey, on the
-same start states for every run (seed OPPONENT_SEED), written to opponents.json in the run and
+run's final predators (each learner's) play 100 episodes against the shipped weak and strong prey and a
+uniform random prey, on the same start states for every run (seed OPPONENT_SEED), written to
+opponents.json in the run and
 summarised per figure in <figure>_opponents.json, so arms trained against different prey are compared
 against the same opponents.
 
@@ -299,10 +299,14 @@ class Earlier:
     """An earlier report's arms, from its table JSONs: per arm, its runs' scores (the final score, and
     against each of OPPONENTS) and CPU hours."""
 
-    source: Path
+    source: Path | None  # None: no earlier report
     scores: dict[str, list[float]]
     opponents: dict[str, dict[str, list[float]]]  # opponent: {arm: scores}
     cpu_hours: dict[str, float]
+
+    @classmethod
+    def none(cls) -> Earlier:
+        return cls(None, {}, {opponent: {} for opponent in OPPONENTS}, {})
 
     @classmethod
     def load(cls, directory: Path, figure: str, budget: dict) -> Earlier:
@@ -329,11 +333,11 @@ class Earlier:
         )
 
 
-def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: bool, earlier: Earlier | None) -> None:
+def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: bool, earlier: Earlier) -> None:
     """The figure's curves and tables (see the module's docstring), each table JSON with its axis and budget."""
     title, _, _ = FIGURES[figure]
     budget = grid.budget
-    kept = [arm for arm in ARMS if earlier and arm in earlier.scores and arm not in runs]
+    kept = [arm for arm in ARMS if arm in earlier.scores and arm not in runs]
     order = [arm for arm in ARMS if arm in runs or arm in kept]
     hours = {arm: cpu_hours(runs[arm]) if arm in runs else earlier.cpu_hours[arm] for arm in order}
     context = {"figure": figure, "title": title, "budget": grid.record(), "metric": METRIC,
@@ -347,7 +351,7 @@ def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: boo
 
     loaded = {arm: [plot.load_run(path) for path in paths] for arm, paths in runs.items()}
     scores = {arm: [plot.final_score(run, METRIC, budget.last) for run in group] for arm, group in loaded.items()}
-    rows = table(scores, earlier.scores if kept else {})
+    rows = table(scores, earlier.scores)
     print(f"\n{title}: {METRIC}, mean of the last {budget.last} evaluations")
     print(plot.markdown(rows, f"{METRIC}, mean of the last {budget.last} evaluations"))
     for x in ("steps_per_learner", "total_steps", *(["wall_clock"] if wall_clock else [])):
@@ -357,7 +361,7 @@ def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: boo
     tables = {}
     for opponent in OPPONENTS:
         scores = {arm: [final_evaluation(p)[opponent]["mean"] for p in paths] for arm, paths in runs.items()}
-        tables[opponent] = table(scores, earlier.opponents[opponent] if kept else {})
+        tables[opponent] = table(scores, earlier.opponents[opponent])
         print(f"\n{title}: final predators against the {opponent} prey, {OPPONENT_EPISODES} episodes")
         print(plot.markdown(tables[opponent], f"predator_return over {OPPONENT_EPISODES} episodes"))
     opponents = context | {"episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED, "opponents": tables}
@@ -384,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     budget = replace(budget, **{key: value for key, value in changes.items() if value is not None})
     grid = Grid(budget, args.out or ROOT / budget.out, tuple(args.set))
     with command_errors():
-        earlier = {f: Earlier.load(args.earlier, f, grid.record()) if args.earlier else None for f in args.figures}
+        earlier = {figure: Earlier.load(args.earlier, figure, grid.record()) if args.earlier else Earlier.none()
+                   for figure in args.figures}  # fmt: skip
     arms = {figure: [a for a in FIGURES[figure][2] if args.arms is None or a in args.arms] for figure in args.figures}
     plan = [(arm, FIGURES[f][1], seed) for f in args.figures for arm in arms[f] for seed in budget.seeds]
     done = run_all({key: partial(grid.run, *key) for key in plan}, args.jobs)
