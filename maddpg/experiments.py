@@ -34,9 +34,8 @@ wall-clock), and writes the table beside each figure: per arm, mean and IQM with
 against the baseline, the no-sync control and the study's genetic arm (maddpg/stats.py). Then every
 run's final predators (each learner's) play 100 episodes against the shipped weak and strong prey and a
 uniform random prey, on the same start states for every run (seed OPPONENT_SEED), written to
-opponents.json in the run and
-summarised per figure in <figure>_opponents.json, so arms trained against different prey are compared
-against the same opponents.
+opponents.json in the run and summarised per figure in <figure>_opponents.json, so arms trained against
+different prey are compared against the same opponents.
 
 `--earlier DIR` completes a report with the arms of an earlier one whose runs are no longer on disk
 (its <figure>_steps_per_learner.json and <figure>_opponents.json in DIR, e.g. docs/figures/full_budget):
@@ -281,8 +280,9 @@ def final_evaluation(run_dir: Path) -> dict:
     shipped = {name: sha256(resolve_prey(name)) for name in OPPONENTS if name != "random"}
     measured_on = {"checkpoint": checkpoint.name, "episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED} | shipped
     cache = run_dir / OPPONENTS_FILE
-    if cache.is_file() and json.loads(cache.read_text())["measured_on"] == measured_on:
-        return json.loads(cache.read_text())["opponents"]
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if cached.get("measured_on") == measured_on:
+        return cached["opponents"]
     results = {}
     for opponent in OPPONENTS:
         returns = [
@@ -358,9 +358,10 @@ def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: boo
         out = grid.out / f"{figure}_{x}.png"
         plot.plot(loaded, x, METRIC, out, title)
         out.with_suffix(".json").write_text(json.dumps(context | {"axis": x, "arms": rows}, indent=2) + "\n")
+    finals = {arm: [final_evaluation(path) for path in paths] for arm, paths in runs.items()}
     tables = {}
     for opponent in OPPONENTS:
-        scores = {arm: [final_evaluation(p)[opponent]["mean"] for p in paths] for arm, paths in runs.items()}
+        scores = {arm: [final[opponent]["mean"] for final in group] for arm, group in finals.items()}
         tables[opponent] = table(scores, earlier.opponents[opponent])
         print(f"\n{title}: final predators against the {opponent} prey, {OPPONENT_EPISODES} episodes")
         print(plot.markdown(tables[opponent], f"predator_return over {OPPONENT_EPISODES} episodes"))
