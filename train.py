@@ -19,8 +19,8 @@ prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync). Only rank 
 except each rank's own checkpoint file. Under --max-restarts a restarted job continues its run
 directory from the latest checkpoint that matches its sha256s (maddpg/elastic.py). Bad input stops
 every rank with one line and exit code 2; a NaN or Inf loss or parameter with exit code 3. Ctrl-C
-(SIGINT) or SIGTERM stops every rank at the end of the episode under way, with a checkpoint, one
-line saying how to resume, and exit code 130 or 143 (maddpg/stop.py).
+(SIGINT) or SIGTERM, to the whole job or to any one rank, stops every rank at the end of the episode
+under way, with a checkpoint, one line saying how to resume, and exit code 130 or 143 (maddpg/stop.py).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from maddpg.opponents import MixedBuffer, MixedPrey, opponent
 from maddpg.pipeline import RolloutLink, serve
 from maddpg.prey import RandomPrey, prey_actor, prey_payload
 from maddpg.render import plot_learning_curve, record_episode, render_states, write_gif
-from maddpg.stop import StopRequest
+from maddpg.stop import StopRequest, exit_code, signal_name
 from maddpg.twin import Observer
 from maddpg.updates import LocalUpdates, Updates
 
@@ -296,15 +296,15 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
         updates = LocalUpdates(learner, buffer, tally, comm, place.batch_size)
     try:
         with StopRequest() as stop:
-            Loop(cfg, place, comm, env, eval_env, learner, buffer, updates, checkpoints, progress, tally, metrics,
-                 population, stop).run()  # fmt: skip
+            stopped_by = Loop(cfg, place, comm, env, eval_env, learner, buffer, updates, checkpoints, progress, tally,
+                              metrics, population, stop).run()  # fmt: skip
     finally:
         if metrics is not None:
             metrics.close()
-    if stop.requested:
+    if stopped_by:  # agreed by every rank, whichever the signal reached
         if comm.is_main:
-            print(stopped_line(stop, progress.env_steps, start.run_dir, comm.world_size), file=sys.stderr)
-        return stop.exit_code
+            print(stopped_line(stopped_by, progress.env_steps, start.run_dir, comm.world_size), file=sys.stderr)
+        return exit_code(stopped_by)
     finish(cfg, start.run_dir, env, learner, comm)
     return 0
 
@@ -329,7 +329,7 @@ def open_metrics(cfg: Config, start: Start, progress: Progress, comm: Comm) -> M
     return metrics
 
 
-def stopped_line(stop: StopRequest, env_steps: int, run_dir: Path, world_size: int) -> str:
+def stopped_line(signum: int, env_steps: int, run_dir: Path, world_size: int) -> str:
     """The one line a stopped run prints: where it stopped and the command that continues it."""
     nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
     if world_size == 1:
@@ -338,7 +338,7 @@ def stopped_line(stop: StopRequest, env_steps: int, run_dir: Path, world_size: i
         command = f"torchrun --standalone --nproc_per_node={world_size} train.py --resume {run_dir}"
     else:
         command = f"the same torchrun launch on every node, with train.py --resume {run_dir}"
-    return f"stopped by {stop.name} at env step {env_steps}, checkpoint written: resume with {command}"
+    return f"stopped by {signal_name(signum)} at env step {env_steps}, checkpoint written: resume with {command}"
 
 
 def summary_line(row: dict, cfg: Config) -> str:
@@ -378,7 +378,8 @@ def finish(cfg: Config, run_dir: Path, env: VecEnv, learner: Maddpg, comm: Comm)
 
 class Loop:
     """One rank's training loop, from `p` to train.total_steps or to the end of the episode in which a
-    stop was requested, ending with a checkpoint. The mode is in `place` and `updates`, not here."""
+    stop was requested on any rank, ending with a checkpoint. The mode is in `place` and `updates`,
+    not here."""
 
     def __init__(
         self, cfg: Config, place: Placement, comm: Comm, env: VecEnv, eval_env: VecEnv, learner: Maddpg,
@@ -401,13 +402,15 @@ class Loop:
         show = cfg.run.progress and comm.is_main
         self.bar = tqdm(total=cfg.train.total_steps, initial=p.env_steps, disable=not show)
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """-> the signal every rank stops on (0: the run reached train.total_steps)."""
         p, cfg, bar = self.p, self.cfg, self.bar
         if p.env_steps == 0:
             self.log_row()  # the untrained policy, as the curve's first point
             p.next_eval = cfg.train.eval_every
         obs = None  # None: the next step starts a new episode
         episode_return = torch.zeros(self.env.n_envs, device=self.env.device)  # predators' sum, per env copy
+        stopped_by = 0
         while p.env_steps < cfg.train.total_steps:
             obs, truncated = self.collect(obs, episode_return)
             self.learn()
@@ -418,13 +421,15 @@ class Loop:
             self.sync()
             if truncated:
                 obs = None
-                if self.end_episode(episode_return):
+                stopped_by = self.end_episode(episode_return)
+                if stopped_by:
                     break
         bar.close()
         p.episode += obs is not None  # a resume starts a fresh episode, abandoning an unfinished one
         if self.saved_at != p.env_steps:
             self.save()
-        self.updates.finish(p.env_steps)
+        self.updates.finish(p.env_steps, stopped_by)
+        return stopped_by
 
     def collect(self, obs: torch.Tensor | None, episode_return: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """One step of every env copy, into the buffer -> (the next observations, whether the episode ended)."""
@@ -489,21 +494,22 @@ class Loop:
             if self.metrics is not None:
                 self.metrics.log_sync(sync)
 
-    def end_episode(self, episode_return: torch.Tensor) -> bool:
+    def end_episode(self, episode_return: torch.Tensor) -> int:
         """Count the episode, checkpoint when due (every train.checkpoint_every env steps, or
-        train.checkpoint_minutes by any rank's clock) -> whether a stop was requested on any rank."""
+        train.checkpoint_minutes by any rank's clock) -> the signal some rank received (0: none; the
+        largest number when ranks received different ones)."""
         p, minutes = self.p, self.cfg.train.checkpoint_minutes
         self.tally.add_episodes(episode_return)
         episode_return.zero_()
         p.episode += 1
         late = bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
-        stopping, late = self.updates.agree([self.stop.requested, late])
+        signum, late = self.updates.agree([self.stop.signum, int(late)])
         if p.env_steps >= p.next_checkpoint:
             p.next_checkpoint += self.cfg.train.checkpoint_every  # before saving: a resume must not save here again
             self.save()
         elif late:
             self.save()
-        return stopping
+        return signum
 
     def save(self) -> None:
         p = self.p

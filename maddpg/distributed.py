@@ -85,15 +85,15 @@ class Comm:
         agree to stop together on an error that only some of them met. Every rank must call it."""
         return next((v for v in self.all_gather_object(value) if v is not None), None)
 
-    def any(self, flags: list[bool]) -> list[bool]:
-        """Each flag OR-ed over the ranks, in one small all-reduce. Every rank must call it."""
+    def max(self, values: list[int]) -> list[int]:
+        """Each value's maximum over the ranks, in one small all-reduce. Every rank must call it."""
         if self.world_size == 1:
-            return flags
+            return values
         start = time.perf_counter()
-        votes = torch.tensor(flags, dtype=torch.int32, device=self.device)
+        votes = torch.tensor(values, dtype=torch.int64, device=self.device)
         dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=self.group)
         self.seconds += time.perf_counter() - start
-        return [bool(v) for v in votes.tolist()]
+        return votes.tolist()
 
     def all_gather_object(self, obj: object) -> list[object]:
         """Every rank's `obj`, in rank order, on every rank. Every rank must call it."""

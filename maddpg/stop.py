@@ -1,11 +1,12 @@
 """Clean stops: SIGINT (Ctrl-C) and SIGTERM ask a training run to stop, rather than kill it mid-step.
 
-While a `StopRequest` is entered, either signal only records itself; the training loop looks at
-the record at the end of every episode, where every rank agrees on it (one small all-reduce), writes
-a checkpoint and stops, and the process exits with 128 + the signal's number (130, 143). torchrun
-forwards the signal it receives to every rank, and Ctrl-C in a terminal reaches every process of
-the job, so later copies of the signal are ignored. Outside the loop (start-up, the final GIF) the
-signals keep their default behaviour.
+While a `StopRequest` is entered, either signal only records itself. At the end of every episode
+the ranks agree on the signals recorded anywhere (the training loop's `Updates.agree`): if any rank
+was signalled, every rank stops at that same env step, writes its checkpoint and exits with 128 +
+the signal's number (130, 143), whichever ranks the signal reached: torchrun's whole job, one
+worker killed by a batch scheduler or `timeout`, or all of them by Ctrl-C in a terminal. Later
+copies of a signal are ignored. Outside the loop (start-up, the final GIF) the signals keep their
+default behaviour.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopRequest:
-    """The first SIGINT or SIGTERM received while entered; the previous handlers return on exit."""
+    """The first SIGINT or SIGTERM this process receives while entered (`signum`, 0: none); the
+    previous handlers return on exit."""
 
     def __init__(self):
-        self.signum: int | None = None
+        self.signum = 0
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequest:
@@ -32,18 +34,13 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is None:
-            self.signum = signum
+        self.signum = self.signum or signum
 
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
 
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
 
-    @property
-    def exit_code(self) -> int:
-        """The shell's convention for a process ended by a signal: 128 + its number."""
-        return 128 + self.signum
+
+def exit_code(signum: int) -> int:
+    """The shell's convention for a process ended by a signal: 128 + its number."""
+    return 128 + signum

@@ -23,11 +23,12 @@ class Updates(Protocol):
     def save(self, env_steps: int) -> None:
         """Before this rank checkpoints: drain, and have every other holder of networks save its part."""
 
-    def finish(self, env_steps: int) -> None:
-        """The loop is over."""
+    def finish(self, env_steps: int, signum: int) -> None:
+        """The loop is over: it reached train.total_steps (signum 0) or stopped on signal `signum`."""
 
-    def agree(self, flags: list[bool]) -> list[bool]:
-        """Flags raised on any rank that trains (stop, checkpoint now), so all act on them together."""
+    def agree(self, votes: list[int]) -> list[int]:
+        """Each vote's maximum over the ranks (a signal received, checkpoint now), so that every rank
+        acts on it together."""
 
     def check(self, row: dict, env_steps: int) -> None:
         """Stop every rank if a metrics row shows a non-finite loss."""
@@ -49,11 +50,11 @@ class LocalUpdates:
     def save(self, env_steps: int) -> None:
         pass  # every rank saves its own part
 
-    def finish(self, env_steps: int) -> None:
+    def finish(self, env_steps: int, signum: int) -> None:
         pass
 
-    def agree(self, flags: list[bool]) -> list[bool]:
-        return self.comm.any(flags)
+    def agree(self, votes: list[int]) -> list[int]:
+        return self.comm.max(votes)
 
     def check(self, row: dict, env_steps: int) -> None:
         stop_on_nonfinite_loss(row, self.tally.agent_names, env_steps, self.comm)

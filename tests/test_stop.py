@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,27 +60,42 @@ def test_a_signal_stops_a_run_at_an_episode_end_and_the_resumed_run_equals_an_un
     assert unmeasured(read_rows(run)) == unmeasured(read_rows(tmp_path / "uninterrupted"))
 
 
+def worker(job_pid: int, rank: int) -> int:
+    """The pid of torchrun's worker of `rank` (from the RANK in its environment)."""
+    for pid in children(job_pid):
+        if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError(f"torchrun {job_pid} has no worker of rank {rank}")
+
+
+RANKS = {"data": 2, "model": 2, "pipeline": 3, "genetic": 2}  # model: a predator each; pipeline: + rank 0
+
+
 @pytest.mark.parametrize(
-    ("target", "mode"), [("torchrun", "genetic"), ("workers", "genetic"), ("torchrun", "pipeline")]
+    ("target", "mode"),
+    [("torchrun", "genetic"), ("torchrun", "pipeline"), *(("rank 1", mode) for mode in RANKS)],
 )
 def test_under_torchrun_every_rank_checkpoints_and_exits_with_the_signals_code(tmp_path, target, mode):
     """torchrun forwards a signal it receives to every worker (target torchrun), then raises its own
-    SignalException, whose traceback is torchrun's; signalled directly (target workers), the workers'
-    exit codes show in torchrun's failure report. In pipeline mode rank 0 tells its learners."""
-    teams = ["env.num_adversaries=2", "prey.mode=random"]  # pipeline: 2 learners and rank 0
+    SignalException, whose traceback is torchrun's. A signal to one worker alone (rank 1, as a batch
+    scheduler, `timeout` or the OOM killer may send) stops every rank all the same, at one env step,
+    each with its checkpoint and the signal's exit code (shown in torchrun's failure report), and
+    none runs the end of a finished run. In pipeline mode rank 0 tells its learners, and hears from them."""
+    teams = ["env.num_adversaries=2", "prey.mode=random"]
     args = train_args(tmp_path, "gen", "--mode", mode, *teams, "train.total_steps=100000", "run.gif=false")
-    job = subprocess.Popen(**torchrun_command(2 if mode == "genetic" else 3, *args), stderr=subprocess.PIPE)
+    ranks = RANKS[mode]
+    job = subprocess.Popen(**torchrun_command(ranks, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run = tmp_path / "gen"
     wait_for_rows(job, run, 2)
-    for pid in [job.pid] if target == "torchrun" else children(job.pid):
-        os.kill(pid, signal.SIGTERM)
-    _, stderr = job.communicate(timeout=90)
+    os.kill(job.pid if target == "torchrun" else worker(job.pid, 1), signal.SIGTERM)
+    stdout, stderr = job.communicate(timeout=90)
     assert 'train.py", line' not in stderr, stderr[-3000:]  # no worker printed a traceback
-    ranks = 2 if mode == "genetic" else 3
     step = stopped_at(stderr, "SIGTERM", run, f"torchrun --standalone --nproc_per_node={ranks}")
+    # Every rank's file in the checkpoint of the step rank 0 names: each rank stopped there.
     assert all(rank_file(checkpoint_dir(run, step), rank).is_file() for rank in range(ranks))
-    if target == "workers":
-        assert stderr.count("exitcode  : 143 (pid") == 2, stderr[-3000:]
+    assert not (run / "learning_curve.png").exists() and "evaluation at" not in stdout  # finish() did not run
+    if target != "torchrun":
+        assert stderr.count("exitcode  : 143 (pid") == ranks, stderr[-3000:]
         return
     resumed = torchrun(ranks, "train.py", "--resume", str(run), f"train.total_steps={step + 200}", "run.progress=false")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
