@@ -38,9 +38,10 @@ import torch
 from tqdm import tqdm
 
 from maddpg import elastic, seeding
-from maddpg.buffer import ReplayBuffer, states
+from maddpg.buffer import MixedBuffer, ReplayBuffer, states
 from maddpg.checkpoint import (
     CHECKPOINT_VERSION,
+    RECORD_FILE,
     latest_good_checkpoint,
     load_checkpoint,
     rank_checkpoints,
@@ -53,12 +54,12 @@ from maddpg.distributed import Comm, exit_process, on_main, setup, teardown, tog
 from maddpg.envs import VecEnv, make_env
 from maddpg.errors import ConfigError, exit_on_error
 from maddpg.evaluation import evaluate
-from maddpg.genetic import Population, fitness_measure
+from maddpg.genetic import Fitness, Population
 from maddpg.guard import stop_on_nonfinite_parameter
 from maddpg.learner import Maddpg, Prey, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
 from maddpg.modes import Placement, placement
-from maddpg.opponents import MixedBuffer, MixedPrey, opponent
+from maddpg.opponents import MixedPrey, opponent
 from maddpg.pipeline import RolloutLink, serve
 from maddpg.prey import RandomPrey, prey_actor, prey_payload
 from maddpg.render import plot_learning_curve, record_episode, render_states, write_gif
@@ -140,18 +141,17 @@ def run_directory(cfg: Config, args: argparse.Namespace) -> Path:
 
 def _start(args: argparse.Namespace, run_dir: Path, views: list[tuple[str, list[str]]]) -> Start:
     require_one_directory(run_dir, views)
-    world_size = len(views)
     if args.resume is None:
         if not run_dir.exists():
             return Start(run_dir)
         if elastic.continues(run_dir):  # None: the failed attempt wrote no checkpoint, start again
-            return Start(run_dir, latest_good_checkpoint(run_dir, world_size), continued=True)
+            return Start(run_dir, latest_good_checkpoint(run_dir), continued=True)
         raise ConfigError(f"run directory {run_dir} exists: pass --resume {run_dir} or set run.name=NEW_NAME")
-    checkpoint = latest_good_checkpoint(run_dir, world_size)
+    checkpoint = latest_good_checkpoint(run_dir)
     if checkpoint is None:
         raise ConfigError(
-            f"--resume {run_dir}: no checkpoint from all {world_size} ranks in {run_dir / 'checkpoints'}; "
-            "start a new run, or resume with the world size that wrote it"
+            f"--resume {run_dir}: no complete checkpoint (its {RECORD_FILE} listing every rank's file) in "
+            f"{run_dir / 'checkpoints'}; start a new run"
         )
     return Start(run_dir, checkpoint, continued=True)
 
@@ -187,13 +187,14 @@ class Checkpoints:
             ) from None
 
     def save(self, env_steps: int) -> None:
-        """Every rank's part at `env_steps`; a non-finite parameter on any rank stops them all first."""
+        """Every rank's part at `env_steps`, then rank 0 records it complete and prunes the older ones
+        (checkpoint.save_checkpoint); a non-finite parameter on any rank stops them all first."""
         cfg, comm = self.cfg, self.comm
         stop_on_nonfinite_parameter(self.learner, self.agent_names, env_steps, comm)  # never checkpoint a NaN
         written_by = {"version": CHECKPOINT_VERSION, "config": to_dict(cfg), "mode": cfg.mode.value,
                       "world_size": comm.world_size}  # fmt: skip
         state = written_by | {key: part.state_dict() for key, part in self.parts.items()}
-        save_checkpoint(state, self.run_dir, env_steps, comm.rank, comm.world_size, cfg.train.keep_checkpoints)
+        save_checkpoint(state, self.run_dir, env_steps, comm, cfg.train.keep_checkpoints)
 
 
 def prey_part(prey: Prey | None) -> dict:
@@ -212,9 +213,10 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     prey = opponent(cfg.prey, cfg.env, env.obs_dim, env.act_dim, device, generators)
     diverse = cfg.mode == Mode.genetic and cfg.genetic.diverse_init
     torch.manual_seed(seeding.Streams(cfg.train.seed, place.replica if diverse else 0).seed_of(seeding.INIT))
+    explore, update = (streams.generator(purpose, device) for purpose in (seeding.EXPLORE, seeding.UPDATE))
     learner = Maddpg(
-        env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, streams.generator(seeding.EXPLORE, device),
-        device, agents=place.agents, gather=place.gather, reduce_grads=place.reduce_grads, discrete=cfg.env.discrete,
+        env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, prey, explore, update, device, agents=place.agents,
+        gather=place.gather, reduce_grads=place.reduce_grads, discrete=cfg.env.discrete,
     )  # fmt: skip
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
@@ -283,7 +285,7 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
     tally = Tally(checkpoints.agent_names, comm, place.gather)
     population = None
     if cfg.mode == Mode.genetic:
-        measure = together(comm, lambda: fitness_measure(cfg, comm, learner, eval_env))  # loads a shipped prey
+        measure = together(comm, lambda: Fitness(cfg, comm, learner, eval_env))  # loads a shipped prey
         population = Population(cfg.genetic, comm, learner, cfg.train.seed, measure)
     checkpoints.parts |= {"buffer": buffer, "tally": tally, "progress": progress}
     checkpoints.parts |= {} if population is None else {"population": population}
@@ -470,7 +472,9 @@ class Loop:
         needs all ranks; elsewhere it is cheap."""
         p, place = self.p, self.place
         self.updates.drain(p.env_steps)
-        row = {"env_steps": p.env_steps, **evaluate(self.learner, self.eval_env, self.cfg.train.seed)}
+        # Keyed by its env steps, the evaluation draws from streams of its own: training is the same
+        # whatever train.eval_every and train.eval_episodes.
+        row = {"env_steps": p.env_steps, **evaluate(self.learner, self.eval_env, self.cfg.train.seed, p.env_steps)}
         row["env_steps_per_rank"] = p.env_steps // place.replicas
         row["env_steps_per_learner"] = p.env_steps // place.population
         row["wall_clock"] = time.perf_counter() - self.start

@@ -101,7 +101,8 @@ def default_update(threads: int, discrete: bool = False) -> tuple[Maddpg, list[B
     cfg = load_config()
     env = make_env(cfg.env)
     g = torch.Generator().manual_seed(0)
-    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, g, discrete=discrete)
+    update = torch.Generator().manual_seed(1)  # the updates' Gumbel noise (discrete)
+    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, g, update, discrete=discrete)
     b, n = cfg.maddpg.batch_size, env.n_agents
 
     def actions() -> torch.Tensor:

@@ -11,12 +11,22 @@ rounded to float32), so they are the observations the env returned, bit for bit 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import torch
 
 from maddpg.errors import ConfigError
-from maddpg.twin import Observer
+
+
+class Observer(Protocol):
+    """The env's observation function, twin.Observer (typed here, not imported: checkpoint.py and
+    pretrained.py read buffers' states, and their import chains stay short)."""
+
+    n_agents: int
+
+    def __call__(self, pos: torch.Tensor, vel: torch.Tensor) -> torch.Tensor:
+        """World states: pos (B, N+L, 2), vel (B, N, 2) -> every agent's observation (B, N, O)."""
 
 
 class Batch(NamedTuple):
@@ -102,6 +112,16 @@ class ReplayBuffer:
             state["data"] = {k: v[: self.size] for k, v in self.data.items()}
         return state
 
+    @staticmethod
+    def drop_data(state: dict) -> None:
+        """Drop the contents from a state this class wrote, in place; it then loads as an empty buffer."""
+        state.pop("data", None)
+
+    @staticmethod
+    def transitions(state: dict) -> int:
+        """The transitions a state this class wrote holds (0 without its contents)."""
+        return max((len(field) for field in state.get("data", {}).values()), default=0)
+
     def load_state_dict(self, state: dict) -> None:
         """Restore counters and sampling RNG, and the contents when the state holds them (else start empty)."""
         self.generator.set_state(state["generator"])
@@ -116,3 +136,66 @@ class ReplayBuffer:
                 self.data[k][: self.size] = v
         else:
             self.size = self.pos = 0
+
+
+def rows_of(n: int, k: int, device: torch.device) -> list[torch.Tensor]:
+    """Which of `n` env copies each of `k` prey plays: copy e plays prey e % k -> k boolean masks (n,)."""
+    of = torch.arange(n, device=device) % k
+    return [of == prey for prey in range(k)]
+
+
+class Turns(Protocol):
+    """The mix of prey a MixedBuffer samples for, opponents.MixedPrey (typed here: opponents.py imports
+    this module): `turn` is the prey whose batch is trained on, whose target actions the critics' targets
+    take."""
+
+    turn: int
+
+
+class MixedBuffer:
+    """One replay buffer per prey of `prey` (prey.mode=mix); batches come from each in turn."""
+
+    def __init__(self, prey: Turns, buffers: Sequence[ReplayBuffer]):
+        self.prey, self.buffers = prey, list(buffers)
+
+    @property
+    def size(self) -> int:
+        return sum(buffer.size for buffer in self.buffers)
+
+    def add(self, batch: States) -> None:
+        """E transitions, copy e's into buffer e % K."""
+        rows = rows_of(len(batch.act), len(self.buffers), batch.act.device)
+        for mine, buffer in zip(rows, self.buffers, strict=True):
+            buffer.add(States(*(field[mine] for field in batch)))
+
+    def sample(self, batch_size: int) -> Batch:
+        """The next prey's batch; its target actions are the critics' targets until the next sample."""
+        self.prey.turn = (self.prey.turn + 1) % len(self.buffers)
+        return self.buffers[self.prey.turn].sample(batch_size)
+
+    def nbytes(self) -> int:
+        return sum(buffer.nbytes() for buffer in self.buffers)
+
+    def state_dict(self, include_data: bool | None = None) -> dict:
+        return {"turn": self.prey.turn, "buffers": [b.state_dict(include_data) for b in self.buffers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.prey.turn = state["turn"]
+        for buffer, buffer_state in zip(self.buffers, state["buffers"], strict=True):
+            buffer.load_state_dict(buffer_state)
+
+    @staticmethod
+    def drop_data(state: dict) -> None:
+        """Drop every prey's buffer contents from a state this class wrote, in place."""
+        for buffer_state in state["buffers"]:
+            ReplayBuffer.drop_data(buffer_state)
+
+    @staticmethod
+    def transitions(state: dict) -> int:
+        """The transitions a state this class wrote holds, every prey's buffer together."""
+        return sum(ReplayBuffer.transitions(buffer_state) for buffer_state in state["buffers"])
+
+
+def buffer_class(state: dict) -> type[ReplayBuffer] | type[MixedBuffer]:
+    """The class that wrote a buffer's state: a MixedBuffer's holds one state per prey under "buffers"."""
+    return MixedBuffer if "buffers" in state else ReplayBuffer

@@ -1,21 +1,27 @@
-"""Checkpoints: one directory per step with one file per rank, written atomically with its sha256
-beside it, verified before a resume, loaded with weights_only=True."""
+"""Checkpoints: one directory per step with one file per rank and a record (complete.json) that lists
+every rank's file with its sha256, written after every file is on disk; verified before a resume, loaded
+with weights_only=True."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from maddpg.buffer import buffer_class
+from maddpg.distributed import Comm
 from maddpg.errors import ConfigError
 
 CHECKPOINT_VERSION = 2  # 2: records the mode and world size that wrote it
+RECORD_FILE = "complete.json"
 
 
 def checkpoint_dir(run_dir: Path, env_steps: int) -> Path:
@@ -26,9 +32,8 @@ def rank_file(checkpoint: Path, rank: int) -> Path:
     return checkpoint / f"rank{rank}.pt"
 
 
-def digest_file(path: Path) -> Path:
-    """Where the sha256 of `path` is recorded: rank0.pt -> rank0.pt.sha256."""
-    return path.with_name(f"{path.name}.sha256")
+def record_file(checkpoint: Path) -> Path:
+    return checkpoint / RECORD_FILE
 
 
 def sha256(path: Path) -> str:
@@ -36,58 +41,200 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename: readers never see a partial file."""
+def fsync(path: Path) -> None:
+    """Flush a file's contents, or a directory's entries (the renames into it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prepare(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path` and flush it to the disk -> the temporary file,
+    whole, for os.replace to put in place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
-    os.replace(tmp, path)
+    fsync(tmp)
+    return tmp
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a temporary file (prepare), rename it over `path` and flush the directory: readers never
+    see a partial file, and once this returns the new file survives a crash."""
+    os.replace(prepare(path, write), path)
+    fsync(path.parent)
 
 
 def save_atomic(obj: dict, path: Path) -> None:
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def save_with_digest(state: dict, path: Path) -> None:
-    """Write a rank file, then its sha256 (each renamed into place, so a file with a digest is whole)."""
+@dataclass(frozen=True)
+class Record:
+    """A checkpoint's RECORD_FILE: the world size that wrote it and every rank's file with its sha256."""
+
+    world_size: int
+    env_steps: int
+    sha256: dict[str, str]  # rank file name -> its sha256, one per rank
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+class Incomplete(Exception):
+    """A checkpoint that is not complete; the message says why, e.g. `no complete.json (...)`."""
+
+
+def save_checkpoint(state: dict, run_dir: Path, env_steps: int, comm: Comm, keep: int) -> None:
+    """This rank's file of the checkpoint at `env_steps`, written atomically and flushed to the disk. Every
+    rank's sha256 then goes to rank 0 in one collective, which is also the barrier: every file is in place
+    when rank 0 writes the record, from which on the checkpoint is complete, and only then prunes the
+    older checkpoints beyond the newest `keep`. Every rank must call it."""
+    checkpoint = checkpoint_dir(run_dir, env_steps)
+    path = rank_file(checkpoint, comm.rank)
     save_atomic(state, path)
-    digest = sha256(path)
-    write_atomic(digest_file(path), lambda tmp: tmp.write_text(digest + "\n"))
+    digests = comm.all_gather_object(sha256(path))
+    if comm.is_main:
+        files = {rank_file(checkpoint, rank).name: digest for rank, digest in enumerate(digests)}
+        write_atomic(record_file(checkpoint), Record(comm.world_size, env_steps, files).write)
+        fsync(checkpoint.parent)  # the checkpoint's own directory entry
+        prune(run_dir, checkpoint, keep)
 
 
-def save_checkpoint(state: dict, run_dir: Path, env_steps: int, rank: int, world_size: int, keep: int) -> None:
-    """This rank's part of the checkpoint at `env_steps`, with its sha256; rank 0 then drops all but
-    the newest `keep` complete checkpoints."""
-    save_with_digest(state, rank_file(checkpoint_dir(run_dir, env_steps), rank))
-    if rank == 0:
-        for old in list_checkpoints(run_dir, world_size)[:-keep]:
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Every checkpoint directory of a run, complete or not, oldest first (names sort by step)."""
+    return sorted(c for c in (run_dir / "checkpoints").glob("ckpt_*") if c.is_dir())
+
+
+def prune(run_dir: Path, newest: Path, keep: int) -> None:
+    """Delete the checkpoints older than `newest` but the newest `keep` - 1 of them that hold a record:
+    the others, and leftovers of saves that never finished. Each loses its record first, so a prune cut
+    short leaves an incomplete checkpoint, never one that looks complete. (A record, not its sha256s,
+    decides here: checking them would read every kept file at every save.)"""
+    older = [c for c in checkpoint_dirs(run_dir) if c.name < newest.name]
+    recorded = [c for c in older if record_file(c).is_file()]
+    kept = recorded[::-1][: keep - 1]
+    for old in older:
+        if old not in kept:
+            record_file(old).unlink(missing_ok=True)
             shutil.rmtree(old)
 
 
-def rewrite(checkpoint: Path, world_size: int, edit: Callable[[dict], object]) -> None:
-    """Rewrite every rank file of `checkpoint` once `edit(state)` has changed its state in place, and
-    record the new sha256."""
-    for rank in range(world_size):
-        state = load_checkpoint(checkpoint, rank)
+def read_record(checkpoint: Path) -> Record:
+    """A checkpoint's record, which lists one file per rank; Incomplete if it is missing or does not parse."""
+    path = record_file(checkpoint)
+    try:
+        raw = json.loads(path.read_text())
+        record = Record(int(raw["world_size"]), int(raw["env_steps"]), dict(raw["sha256"]))
+    except FileNotFoundError:
+        raise Incomplete(f"no {RECORD_FILE}: its save did not finish, or an older version wrote it") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:  # unreadable, not JSON, or not a record
+        raise Incomplete(f"{RECORD_FILE} is not a checkpoint record ({error!r:.100})") from None
+    if sorted(record.sha256) != sorted(rank_file(checkpoint, r).name for r in range(record.world_size)):
+        raise Incomplete(f"{RECORD_FILE} does not list one file per rank of {record.world_size}")
+    return record
+
+
+def verify(checkpoint: Path) -> Record:
+    """The record of a complete checkpoint, every file it lists read back and matching its sha256;
+    Incomplete saying why otherwise."""
+    record = read_record(checkpoint)
+    for name, digest in record.sha256.items():
+        try:
+            matches = sha256(checkpoint / name) == digest
+        except OSError as error:
+            raise Incomplete(f"{name} is unreadable ({error.strerror})") from None
+        if not matches:
+            raise Incomplete(f"{name} does not match its sha256 in {RECORD_FILE} (truncated or changed)")
+    return record
+
+
+def require_complete(checkpoint: Path, fix: str) -> Record:
+    """The record of `checkpoint`, verified; a ConfigError that says why and `fix` if it is not complete."""
+    try:
+        return verify(checkpoint)
+    except Incomplete as why:
+        raise ConfigError(f"{checkpoint} is not a complete checkpoint ({why}): {fix}") from None
+
+
+def rewrite(checkpoint: Path, edit: Callable[[dict], object]) -> None:
+    """Rewrite every rank file of a complete `checkpoint` once `edit(state)` has changed its state in
+    place, and its record. Every edited file, and the new record, is first written to a temporary file
+    and flushed to the disk; then they are renamed into place, the record last. A crash before the first
+    rename leaves the checkpoint as it was; one within the few renames leaves it incomplete (the files
+    renamed so far no longer match the old record; the others' temporary files lie beside them), so a
+    resume passes it over; after the last rename it is the rewritten one."""
+    record = require_complete(checkpoint, "restore it, or rewrite another checkpoint")
+    prepared, digests = {}, {}
+    for rank in range(record.world_size):
+        state, path = load_checkpoint(checkpoint, rank), rank_file(checkpoint, rank)
         edit(state)
-        save_with_digest(state, rank_file(checkpoint, rank))
+        prepared[path] = prepare(path, lambda tmp, state=state: torch.save(state, tmp))
+        digests[path.name] = sha256(prepared[path])
+    prepared[record_file(checkpoint)] = prepare(record_file(checkpoint), replace(record, sha256=digests).write)
+    for path, tmp in prepared.items():  # in insertion order: the record last
+        os.replace(tmp, path)
+    fsync(checkpoint)
 
 
-def drop_buffer(checkpoint: Path, world_size: int) -> None:
-    """Rewrite `checkpoint` without its replay buffers' contents: a finished run's checkpoint stays
-    resumable, without the buffer, at a fraction of the disk."""
-    rewrite(checkpoint, world_size, without_buffer_data)
+def drop_buffer(checkpoint: Path) -> None:
+    """Rewrite a complete `checkpoint` without its replay buffers' contents, if it holds any: a finished
+    run's checkpoint stays resumable, without the buffer, at a fraction of the disk."""
+    ranks = range(require_complete(checkpoint, "restore it, or drop the buffer of another checkpoint").world_size)
+    if any(buffered_transitions(load_checkpoint(checkpoint, rank)) for rank in ranks):
+        rewrite(checkpoint, without_buffer_data)
 
 
 def without_buffer_data(state: dict) -> None:
-    """Drop a rank's replay buffer contents from its state, in place (a pipeline learner holds none)."""
-    state.get("buffer", {}).pop("data", None)
+    """Drop a rank's replay buffer contents from its state, in place, as the buffer's class drops them
+    (a pipeline learner holds no buffer)."""
+    if "buffer" in state:
+        buffer_class(state["buffer"]).drop_data(state["buffer"])
 
 
-def list_checkpoints(run_dir: Path, world_size: int) -> list[Path]:
-    """Complete checkpoints of a run (a file from every rank), oldest first (names sort by step)."""
-    candidates = sorted((run_dir / "checkpoints").glob("ckpt_*"))
-    return [c for c in candidates if all(rank_file(c, r).is_file() for r in range(world_size))]
+def buffered_transitions(state: dict) -> int:
+    """The transitions a rank's state holds in its replay buffer (0 without the contents)."""
+    return buffer_class(state["buffer"]).transitions(state["buffer"]) if "buffer" in state else 0
+
+
+def list_checkpoints(run_dir: Path, world_size: int | None = None) -> list[Path]:
+    """The complete checkpoints of a run (every file its record lists matches its sha256), written by
+    `world_size` ranks when given, oldest first."""
+    complete = []
+    for checkpoint in checkpoint_dirs(run_dir):
+        try:
+            record = verify(checkpoint)
+        except Incomplete:
+            continue
+        if world_size is None or record.world_size == world_size:
+            complete.append(checkpoint)
+    return complete
+
+
+def latest_good_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, with one warning line on stderr naming every newer one
+    passed over and why; None if no checkpoint was ever complete. Decided in one process (rank 0), so
+    every rank loads the same step. Raises a ConfigError if checkpoints were complete once but none is
+    now (truncated or changed since)."""
+    candidates = checkpoint_dirs(run_dir)
+    passed = []
+    for checkpoint in reversed(candidates):
+        try:
+            verify(checkpoint)
+        except Incomplete as why:
+            passed.append(f"{checkpoint.name} ({why})")
+            continue
+        if passed:
+            print(f"warning: {run_dir}: passed over {', '.join(passed)}; taking {checkpoint.name}", file=sys.stderr)
+        return checkpoint
+    if any(record_file(c).is_file() for c in candidates):
+        raise ConfigError(
+            f"every checkpoint in {run_dir / 'checkpoints'} is corrupted (the newest, {passed[0]}): restore one "
+            "from a backup, or start a new run with another run.name"
+        )
+    return None
 
 
 def rank_checkpoints(run_dir: Path, rank: int) -> list[str]:
@@ -110,41 +257,6 @@ def require_one_directory(run_dir: Path, views: list[tuple[str, list[str]]]) -> 
                 f"rank {rank}'s files {listed}): the nodes do not share the run directory; put run.dir on a "
                 "file system every node mounts, or copy every node's checkpoints to every node (launch/README.md)"
             )
-
-
-def corrupted_ranks(checkpoint: Path, world_size: int) -> list[int]:
-    """Ranks whose file does not match its recorded sha256 (truncated or changed since it was written).
-    A file with no sha256 beside it (written before digests were recorded, or its writer died between
-    the two renames, after which the file is still whole) is taken as it is."""
-    bad = []
-    for rank in range(world_size):
-        path = rank_file(checkpoint, rank)
-        recorded = digest_file(path)
-        if recorded.is_file() and recorded.read_text().strip() != sha256(path):
-            bad.append(rank)
-    return bad
-
-
-def latest_good_checkpoint(run_dir: Path, world_size: int) -> Path | None:
-    """The newest complete checkpoint whose every rank file matches its sha256, with a warning on stderr
-    for each newer one passed over; None if the run has no complete checkpoint. Decided in one process
-    (rank 0), so every rank loads the same step."""
-    checkpoints = list_checkpoints(run_dir, world_size)
-    skipped = []
-    for checkpoint in reversed(checkpoints):
-        bad = corrupted_ranks(checkpoint, world_size)
-        if not bad:
-            for name, ranks in skipped:
-                print(f"warning: {name}: rank file(s) {ranks} do not match their sha256 (truncated or corrupted); "
-                      f"resuming from {checkpoint.name}", file=sys.stderr)  # fmt: skip
-            return checkpoint
-        skipped.append((checkpoint, bad))
-    if checkpoints:
-        raise ConfigError(
-            f"every checkpoint in {run_dir / 'checkpoints'} is corrupted (its rank files do not match their sha256): "
-            "restore one from a backup, or start a new run with another run.name"
-        )
-    return None
 
 
 def load_file(path: Path, device: torch.device | str = "cpu") -> object:

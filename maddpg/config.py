@@ -43,11 +43,11 @@ class Strategy(StrEnum):
 class FitnessOpponent(StrEnum):
     """Whom a genetic learner's predators are scored against when the population syncs."""
 
-    own = "own"  # its own evaluations: against its own prey when the prey learns (the study)
+    own = "own"  # against its own prey (its own prey actors when the prey learns: the study)
     pool = "pool"  # every learner's prey in turn, averaged; with a prey that does not learn, the same as own
-    weak = "weak"  # the shipped weak prey
-    strong = "strong"  # the shipped strong prey
-    random = "random"  # a uniformly random prey, the same draws for every learner
+    weak = "weak"  # the shipped weak prey (discrete actions: weak_discrete)
+    strong = "strong"  # the shipped strong prey (discrete actions: strong_discrete)
+    random = "random"  # a uniformly random prey
 
 
 class PreyMode(StrEnum):
@@ -131,10 +131,10 @@ class DistConfig:
 @dataclass
 class GeneticConfig:
     sync_every: int = 5000  # env steps per learner between syncs (the study's 5000); adaptive: the first period
-    fitness_window: int = 1  # fitness: mean predator_return of a learner's last this many evaluations (study: 1)
-    # Against a learning prey a learner's own predator_return rewards a weak partner as much as strong
-    # predators, so by default every learner's predators face every learner's prey (pool); the others
-    # measure one evaluation at each sync (fitness_window applies to own, and pool with a fixed prey).
+    # Fitness is measured afresh at every sync: the noise-free predator_return of a learner's predators
+    # against this opponent, on the evaluation start states, a random prey's draws the same for every
+    # learner of a round. Against a learning prey a learner's own predator_return rewards a weak partner
+    # as much as strong predators, so by default every learner's predators face every learner's prey.
     fitness_opponent: FitnessOpponent = FitnessOpponent.pool
     diverse_init: bool = True  # each learner its own initial weights (seeding.Streams); false: all alike, as the study
     strategy: Strategy = Strategy.critic
@@ -216,7 +216,7 @@ def load_config(
     checked against the job's `world_size` (torchrun's WORLD_SIZE)."""
     merged = OmegaConf.structured(Config)
     if base is not None:
-        merged = _merge(merged, lambda: base, "the run's saved config")
+        merged = _merge(merged, lambda: without_retired(base), "the run's saved config")
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
@@ -230,6 +230,18 @@ def load_config(
     cfg: Config = _merge(merged, None, "the merged config")
     validate(cfg, world_size)
     return cfg
+
+
+# Keys that no longer exist, which configs saved before their removal still hold: dropped from a saved
+# run's config, so that such a run still resumes and evaluates; anywhere else they are unknown keys.
+RETIRED = {"genetic": ("fitness_window",)}  # fitness is measured afresh at every sync (maddpg/genetic.py)
+
+
+def without_retired(saved: dict) -> dict:
+    """A saved run's config without the RETIRED keys."""
+    return {section: {key: value for key, value in values.items() if key not in RETIRED[section]}
+            if section in RETIRED and isinstance(values, dict) else values
+            for section, values in saved.items()}  # fmt: skip
 
 
 def _merge(merged: DictConfig, update: Callable[[], object] | None, source: str) -> DictConfig | Config:
@@ -369,7 +381,7 @@ def validate_world(cfg: Config, world_size: int) -> None:
         _require(cfg.dist.round_updates >= 1, f"dist.round_updates must be >= 1, got {cfg.dist.round_updates}")
     elif cfg.mode == Mode.genetic:
         g = cfg.genetic
-        for key in ("sync_every", "fitness_window", "min_period"):
+        for key in ("sync_every", "min_period"):
             _require(getattr(g, key) >= 1, f"genetic.{key} must be >= 1, got {getattr(g, key)}")
         _require(g.growth > 0, f"genetic.growth must be > 0, got {g.growth}")
         _require(

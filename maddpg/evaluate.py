@@ -8,10 +8,14 @@ As a command, it evaluates a trained run against any prey and can draw an episod
 It prints a JSON summary (means with 95% bootstrap confidence intervals over the episodes) and
 writes it to --out (default: evaluation.json beside the checkpoint directories, in the run
 directory). The default prey is the run's own; the default seed the run's, which replays the
-start states of the run's evaluations. `--suite` plays the run's predators against every prey of
-SUITE (the scripted still, random and fleeing prey, and the shipped weak and strong prey), each
-beside the greedy team (maddpg/scripted.py) on the same start states, and prints the table
-(default --out: suite.json).
+start states of the run's evaluations. `weak` and `strong` name the shipped prey of the run's
+action type (weak_discrete and strong_discrete for a discrete run). Every evaluation here has the
+index EVAL_INDEX: a random prey makes the same draws against every checkpoint, so two scores
+differ by their predators alone (the training loop's evaluation at env step S has index S, see
+maddpg/evaluation.py). `--suite` plays the run's predators against every prey of SUITE (the
+scripted still, random and fleeing prey, and the shipped weak and strong prey), each beside the
+greedy team (maddpg/scripted.py) on the same start states and a random prey's same draws, and
+prints the table (default --out: suite.json).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from maddpg.checkpoint import corrupted_ranks, list_checkpoints, load_checkpoint
+from maddpg.checkpoint import latest_good_checkpoint, load_checkpoint, require_complete
 from maddpg.config import Config, Mode, PreyMode, load_config
 from maddpg.envs import VecEnv, make_env
 from maddpg.errors import ConfigError, command_errors
@@ -39,16 +43,18 @@ from maddpg.stats import bootstrap_ci
 
 SUITE = ("still", "random", "flee", "weak", "strong")  # the prey of --suite
 SHIPPED = ("weak", "strong")  # the shipped prey of the run's action type (pretrained.shipped_prey)
+EVAL_INDEX = 0  # the evaluation index of every evaluation by this command (evaluation.evaluate_episodes)
 
 
 def latest_checkpoint(target: Path) -> Path:
-    """A run directory, a checkpoint directory or a rank file -> its checkpoint directory."""
+    """A run directory (its newest complete checkpoint: checkpoint.latest_good_checkpoint), a checkpoint
+    directory or a rank file -> its checkpoint directory."""
     if target.is_file():
         return target.parent
     if (target / "checkpoints").is_dir():
-        checkpoints = list_checkpoints(target, 1)
-        if checkpoints:
-            return checkpoints[-1]
+        checkpoint = latest_good_checkpoint(target)
+        if checkpoint is not None:
+            return checkpoint
     if (target / "rank0.pt").is_file():
         return target
     raise ConfigError(f"{target} holds no checkpoint: pass a run directory, a checkpoint directory or a rank file")
@@ -68,25 +74,27 @@ def trained_actors(checkpoint: Path, cfg: Config, mode: Mode, rank: int, env: Ve
     return actor
 
 
-def opponent(prey: str, cfg: Config, env: VecEnv, seed: int) -> Prey | None:
+def opponent(prey: str, cfg: Config, env: VecEnv) -> Prey | None:
     """A prey by name -> the policy that plays it: the run's own for `learned` (None: its prey actors
     play) and `mix` (its mix of prey), a scripted prey (still, random, flee: maddpg/scripted.py), a
-    shipped prey (weak, strong) or a prey file."""
-    generator = torch.Generator().manual_seed(seed)
+    shipped prey (weak, strong) or a prey file. An evaluation plays a copy of it on streams of its
+    own (evaluation.evaluate_episodes): the streams it is built with are never drawn from."""
+    unused = (torch.Generator(), torch.Generator())
     if prey in ("learned", PreyMode.mix):
         mode = PreyMode.learn if prey == "learned" else PreyMode.mix
         if cfg.prey.mode != mode:
             raise ConfigError(f"--prey {prey}: this run did not train against it (prey.mode={cfg.prey.mode})")
-        return run_opponent(cfg.prey, cfg.env, env.obs_dim, env.act_dim, "cpu", (generator, generator))
-    return prey_policy(prey, cfg.env, env.obs_dim, env.act_dim, "cpu", (generator, generator))
+        return run_opponent(cfg.prey, cfg.env, env.obs_dim, env.act_dim, "cpu", unused)
+    return prey_policy(prey, cfg.env, env.obs_dim, env.act_dim, "cpu", unused)
 
 
-def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv, seed: int) -> Maddpg:
-    """The run's predators (and its prey when `prey` is learned) acting against `prey`."""
-    policy = opponent(prey, cfg, env, seed)
+def build_learner(cfg: Config, actors: StackedMLP, prey: str, env: VecEnv) -> Maddpg:
+    """The run's predators (and its prey when `prey` is learned) acting against `prey`, noise-free:
+    they never explore or update, so their streams are never drawn from."""
+    policy = opponent(prey, cfg, env)
     learners = cfg.n_agents if policy is None else cfg.env.num_adversaries
-    generator = torch.Generator().manual_seed(seed)
-    learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, policy, generator, discrete=cfg.env.discrete)
+    learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, policy, torch.Generator(), torch.Generator(),
+                     discrete=cfg.env.discrete)  # fmt: skip
     learner.actor.load_state_dict(actors.select(range(learners)).state_dict())
     return learner
 
@@ -115,15 +123,11 @@ class Trained:
 
 
 def load_trained(target: Path, rank: int) -> Trained:
-    """The latest checkpoint of a run (or the checkpoint named), its rank files checked against their
-    sha256 -> its actors (genetic: learner `rank`'s)."""
+    """The latest checkpoint of a run (or the checkpoint named), complete (every rank file matching the
+    sha256 its record lists) -> its actors (genetic: learner `rank`'s)."""
     checkpoint = latest_checkpoint(target)
-    bad = corrupted_ranks(checkpoint, len(list(checkpoint.glob("rank*.pt"))))
-    if bad:
-        raise ConfigError(
-            f"{checkpoint}: rank file(s) {bad} do not match their sha256 (changed or corrupted): restore them "
-            "(shipped predators: git checkout maddpg/pretrained_predators) or evaluate another checkpoint"
-        )
+    fix = "restore it (shipped predators: git checkout maddpg/pretrained_predators) or evaluate another checkpoint"
+    require_complete(checkpoint, fix)
     state = load_checkpoint(checkpoint, 0)
     cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
     actors = trained_actors(checkpoint, cfg, Mode(state["config"]["mode"]), rank, make_env(cfg.env))
@@ -134,16 +138,17 @@ def evaluate_run(
     target: Path, prey: str | None = None, seed: int | None = None, rank: int = 0, episodes: int = 100
 ) -> tuple[dict, Maddpg, Config]:
     """A run's predators (genetic: learner `rank`'s) in `episodes` noise-free episodes against `prey`
-    (default: the run's own) from the start states of `seed` (default: the run's)
-    -> (the summary, the learner that played, the run's config)."""
+    (default: the run's own; weak and strong: those of its action type) from the start states of
+    `seed` (default: the run's) -> (the summary, the learner that played, the run's config)."""
     trained = load_trained(target, rank)
     cfg = trained.cfg
     prey = prey or default_prey(cfg)
+    prey = shipped_prey(prey, cfg.env.actions) if prey in SHIPPED else prey
     seed = cfg.train.seed if seed is None else seed
     env = make_env(replace(cfg.env, n_envs=episodes))
-    learner = build_learner(cfg, trained.actors, prey, env, seed)
+    learner = build_learner(cfg, trained.actors, prey, env)
     summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "prey": prey, "seed": seed}
-    summary |= {"rank": rank, "episodes": episodes} | summarize(evaluate_episodes(learner, env, seed))
+    summary |= {"rank": rank, "episodes": episodes} | summarize(evaluate_episodes(learner, env, seed, EVAL_INDEX))
     return summary, learner, cfg
 
 
@@ -159,9 +164,9 @@ def suite(target: Path, seed: int | None = None, rank: int = 0, episodes: int = 
     results = {}
     for prey in SUITE:
         prey = shipped_prey(prey, cfg.env.actions) if prey in SHIPPED else prey
-        predators = build_learner(cfg, trained.actors, prey, env, seed)
-        greedy = Team(GreedyTeam(cfg.env), opponent(prey, cfg, env, seed), cfg.env.num_adversaries)
-        results[prey] = {team: summarize(evaluate_episodes(player, env, seed))
+        predators = build_learner(cfg, trained.actors, prey, env)
+        greedy = Team(GreedyTeam(cfg.env), opponent(prey, cfg, env), cfg.env.num_adversaries)
+        results[prey] = {team: summarize(evaluate_episodes(player, env, seed, EVAL_INDEX))
                          for team, player in (("predators", predators), ("greedy", greedy))}  # fmt: skip
     summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "seed": seed, "rank": rank}
     return summary | {"episodes": episodes, "suite": results}
@@ -186,7 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("target", type=Path, help="a run directory, a checkpoint directory or a rank file")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument(
-        "--prey", help="learned, mix, still, random, flee, weak, strong or a prey file (default: the run's)"
+        "--prey",
+        help="learned, mix, still, random, flee, weak, strong (a discrete run: weak_discrete, strong_discrete) or a "
+        "prey file (default: the run's)",
     )
     parser.add_argument("--suite", action="store_true", help="against every prey of the suite, beside the greedy team")
     parser.add_argument("--seed", type=int, help="start states (default: the run's train.seed)")

@@ -60,15 +60,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from omegaconf import OmegaConf
 
 from maddpg import plot
-from maddpg.checkpoint import drop_buffer, list_checkpoints, sha256
-from maddpg.config import to_dict
+from maddpg.checkpoint import Incomplete, checkpoint_dirs, drop_buffer, list_checkpoints, read_record, sha256
+from maddpg.config import leaves, load_config, load_yaml, to_dict
 from maddpg.errors import ConfigError, command_errors
 from maddpg.evaluate import evaluate_run
+from maddpg.evaluation import PROTOCOL
 from maddpg.metrics import read_rows
 from maddpg.pretrained import resolve_prey
 
@@ -132,6 +133,16 @@ class RunStopped(Exception):
     """A run of the grid stopped (Ctrl-C) or failed; its message says which and what to do."""
 
 
+class Planned(NamedTuple):
+    """A run as run_or_keep takes it: its folder, config and overrides, env steps and ranks."""
+
+    run_dir: Path
+    config: Path
+    overrides: list[str]
+    total: int
+    population: int
+
+
 @dataclass(frozen=True)
 class Grid:
     budget: Budget
@@ -145,18 +156,22 @@ class Grid:
     def run_dir(self, arm: str, setting: str, seed: int) -> Path:
         return self.out / f"{arm}_{setting}_s{seed}"
 
-    def run(self, arm: str, setting: str, seed: int, jobs: Jobs) -> Path:
-        """One seed of an arm, trained to its budget (or kept, or resumed) -> its run directory."""
+    def plan(self, arm: str, setting: str, seed: int) -> Planned:
+        """One seed of an arm at the grid's budget."""
         spec, budget = ARMS[arm], self.budget
         ranks = budget.learners if spec.population else 1
         total = budget.steps_per_learner * (budget.learners if spec.population or spec.total_budget else 1)
         overrides = [*schedule_overrides(budget.schedule), *budget.overrides]
         overrides += [f"train.eval_every={budget.eval_every * ranks}", f"train.seed={seed}", *self.set]
         config = EXPERIMENTS / f"{spec.config}_{setting}.yaml"
-        run_dir = run_or_keep(self.run_dir(arm, setting, seed), config, overrides, total, ranks, jobs)
-        checkpoints = list_checkpoints(run_dir, ranks)
+        return Planned(self.run_dir(arm, setting, seed), config, overrides, total, ranks)
+
+    def run(self, arm: str, setting: str, seed: int, jobs: Jobs) -> Path:
+        """One seed of an arm, trained to its budget (or kept, or resumed) -> its run directory."""
+        run_dir = run_or_keep(*self.plan(arm, setting, seed), jobs)
+        checkpoints = list_checkpoints(run_dir)
         if checkpoints:
-            drop_buffer(checkpoints[-1], ranks)
+            drop_buffer(checkpoints[-1])
         return run_dir
 
 
@@ -199,22 +214,73 @@ class Jobs:
         return job.returncode, usage.ru_utime + usage.ru_stime
 
 
+def train_overrides(run_dir: Path, overrides: list[str], total: int) -> list[str]:
+    """train.py's overrides for a run of `total` env steps in run_dir."""
+    where = [f"run.dir={run_dir.parent}", f"run.name={run_dir.name}", "run.progress=false", "run.gif=false"]
+    return [f"train.total_steps={total}", *overrides, *where]
+
+
+def require_same_run(run_dir: Path, config: Path, overrides: list[str], total: int, population: int = 1) -> None:
+    """A run folder that exists must hold the run asked for (run_or_keep's arguments): its config.yaml,
+    the config train.py resolved, equal to `config` with the overrides in every key but run.*, and its
+    checkpoints written by `population` ranks (their records say). Otherwise a ConfigError names what
+    differs and the fix. A folder without config.yaml holds no run: train.py writes it first."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    world_size = recorded_world_size(run_dir)
+    asked = load_config(str(config), train_overrides(run_dir, overrides, total), world_size=population)
+    there = dict(leaves(load_config(base=load_yaml(saved, "the run's config"), world_size=world_size or population)))
+    changed = [f"{key} {there[key]} there, {value} here" for key, value in leaves(asked)
+               if not key.startswith("run.") and value != there[key]]  # fmt: skip
+    if world_size not in (None, population):
+        changed.append(f"{world_size} ranks there, {population} here")
+    if changed:
+        raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changed)}): write to another "
+                          "folder (--out), or remove that one yourself to run it again")  # fmt: skip
+
+
+def recorded_world_size(run_dir: Path) -> int | None:
+    """The world size the newest checkpoint record of a run names; None if no checkpoint holds one."""
+    for checkpoint in reversed(checkpoint_dirs(run_dir)):
+        try:
+            return read_record(checkpoint).world_size
+        except Incomplete:
+            continue
+    return None
+
+
+def remove_unstarted(run_dir: Path) -> None:
+    """Remove a run folder to start its run again; only one holding no checkpoint file at all (an attempt
+    that never checkpointed) is removed. One holding some (but no complete checkpoint: a save cut short,
+    or an older version's) is refused: a ConfigError, and nothing removed."""
+    files = sorted(path for path in (run_dir / "checkpoints").rglob("*") if path.is_file())
+    if files:
+        raise ConfigError(
+            f"{run_dir} holds checkpoint files ({files[-1].relative_to(run_dir)}) but no complete checkpoint: "
+            "remove that folder yourself to run it again, or write to another (--out)"
+        )
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def run_or_keep(
     run_dir: Path, config: Path, overrides: list[str], total: int, population: int = 1, jobs: Jobs | None = None
 ) -> Path:
     """`train.py --config config` with `overrides` to `total` env steps in run_dir: kept if it got
-    there, resumed from its latest checkpoint if it has one, else started afresh. `population` ranks
-    (torchrun) when more than one. Each segment's CPU time is appended to run_dir/segments.jsonl.
-    -> run_dir; raises RunStopped if the run was stopped or failed."""
+    there, resumed from its newest complete checkpoint if it has one, else started afresh (see
+    remove_unstarted). A folder holding another run is refused first (require_same_run): no folder
+    holding a complete checkpoint or a finished run is ever removed. `population` ranks (torchrun) when
+    more than one. Each segment's CPU time is appended to run_dir/segments.jsonl. -> run_dir; raises
+    RunStopped if the run was stopped or failed."""
+    require_same_run(run_dir, config, overrides, total, population)
     rows = read_rows(run_dir)
     if rows and rows[-1]["env_steps"] >= total:
         return run_dir
-    overrides = [f"train.total_steps={total}", *overrides]
-    overrides += [f"run.dir={run_dir.parent}", f"run.name={run_dir.name}", "run.progress=false", "run.gif=false"]
-    if list_checkpoints(run_dir, population):
+    overrides = train_overrides(run_dir, overrides, total)
+    if list_checkpoints(run_dir):
         command = ["train.py", "--resume", str(run_dir), *overrides]
     else:
-        shutil.rmtree(run_dir, ignore_errors=True)  # started but never checkpointed: start again
+        remove_unstarted(run_dir)
         command = ["train.py", "--config", str(config), *overrides]
     launcher = [sys.executable]
     if population > 1:
@@ -274,11 +340,12 @@ def final_evaluation(run_dir: Path) -> dict:
     """Every learner of the run against each of OPPONENTS, OPPONENT_EPISODES episodes from the start
     states of OPPONENT_SEED -> {opponent: {"learners": [mean predator_return per learner], "mean": ...}},
     cached in run_dir/opponents.json with what it was measured on (the checkpoint, the shipped prey's
-    sha256), and measured again when either changed."""
-    checkpoint = list_checkpoints(run_dir, 1)[-1]
-    learners = len(list(checkpoint.glob("rank*.pt")))
+    sha256, the evaluation protocol), and measured again when any changed."""
+    checkpoint = list_checkpoints(run_dir)[-1]
+    learners = read_record(checkpoint).world_size
     shipped = {name: sha256(resolve_prey(name)) for name in OPPONENTS if name != "random"}
-    measured_on = {"checkpoint": checkpoint.name, "episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED} | shipped
+    measured_on = {"checkpoint": checkpoint.name, "episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED,
+                   "protocol": PROTOCOL} | shipped  # fmt: skip
     cache = run_dir / OPPONENTS_FILE
     cached = json.loads(cache.read_text()) if cache.is_file() else {}
     if cached.get("measured_on") == measured_on:
@@ -393,6 +460,9 @@ def main(argv: list[str] | None = None) -> None:
                    for figure in args.figures}  # fmt: skip
     arms = {figure: [a for a in FIGURES[figure][2] if args.arms is None or a in args.arms] for figure in args.figures}
     plan = [(arm, FIGURES[f][1], seed) for f in args.figures for arm in arms[f] for seed in budget.seeds]
+    with command_errors():  # before any run starts: every folder that exists holds the run asked for
+        for key in plan:
+            require_same_run(*grid.plan(*key))
     done = run_all({key: partial(grid.run, *key) for key in plan}, args.jobs)
     for figure in args.figures:
         setting = FIGURES[figure][1]

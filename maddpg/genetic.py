@@ -1,8 +1,8 @@
 """Genetic mode: P independent learners that periodically share what the best of them learned.
 
 Every rank is a full MADDPG learner with its own envs, buffer and exploration streams (and, by
-default, its own initial weights). At each sync, every rank's fitness (the mean predator_return
-of its last `fitness_window` evaluations) and hyperparameters are all-gathered, then:
+default, its own initial weights). At each sync, every rank's fitness (measured then, see below)
+and hyperparameters are all-gathered, then:
 
 - strategy `critic` (the study's): the best rank (ties: the lowest rank) broadcasts its critic
   and target critic, and with `sync_optimizer` the critic's Adam state, in one tensor. Actors
@@ -15,10 +15,10 @@ of its last `fitness_window` evaluations) and hyperparameters are all-gathered, 
   exploration noise each by a factor drawn from `perturb` (default 0.8 or 1.2). A copy keeps
   its own random streams, so the two learners explore differently from then on.
 
-A learner's fitness is measured against `genetic.fitness_opponent`: its own evaluations (`own`,
-the study's), or its predators against every learner's prey in turn (`pool`, the default: against
-a learning prey, its own predator_return would reward a weak partner as much as strong
-predators), the shipped weak or strong prey, or a random prey (`Fitness`).
+A learner's fitness is measured afresh at every sync, against `genetic.fitness_opponent`: its own
+prey (`own`, the study's), every learner's prey in turn (`pool`, the default: against a learning
+prey, its own predator_return would reward a weak partner as much as strong predators), the
+shipped weak or strong prey, or a random prey (`Fitness`).
 
 Syncs fall every `sync_every` env steps per learner (`constant`), or with `adaptive` at
 periods sync_every * growth**k for k = 0, 1, ..., each clamped to [min_period, max_period]:
@@ -33,8 +33,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -45,10 +44,12 @@ from maddpg.config import Config, FitnessOpponent, GeneticConfig, PreyMode, Sche
 from maddpg.distributed import Comm
 from maddpg.envs import VecEnv
 from maddpg.evaluation import evaluate
-from maddpg.learner import Maddpg
+from maddpg.learner import Maddpg, Prey
+from maddpg.pretrained import shipped_prey
 from maddpg.prey import FrozenPrey, RandomPrey, load_prey, prey_actor
 
 HYPERPARAMETERS = ("actor_lr", "critic_lr", "noise_scale")  # what pbt perturbs, as logged
+STREAMS = ("generator", "update_generator")  # a learner's random streams, which a pbt copy does not take
 
 
 def sync_period(cfg: GeneticConfig, round_: int) -> int:
@@ -85,68 +86,68 @@ def set_hyperparameters(learner: Maddpg, values: Sequence[float]) -> None:
 
 
 class Fitness:
-    """A learner's fitness against another opponent than its own evaluations: the noise-free
-    predator_return of its predators on the evaluation start states, against the shipped weak or
-    strong prey, a random prey (the same draws for every learner), or every learner's prey in turn
-    (pool). Every rank calls it together (pool gathers the prey)."""
+    """A learner's fitness, measured afresh at every sync: the noise-free predator_return of its
+    predators on the evaluation start states against genetic.fitness_opponent: its own prey (own: its
+    prey actors when the prey learns), every learner's prey in turn (pool; with a prey that does not
+    learn, every learner faces the same prey, so pool is own), the shipped weak or strong prey of the
+    run's action type, or a random prey. The opponent draws from streams keyed by (train.seed,
+    FITNESS, round), the same for every learner of a round. Every rank calls it together (pool
+    gathers the prey)."""
 
     def __init__(self, cfg: Config, comm: Comm, learner: Maddpg, env: VecEnv):
         self.cfg, self.comm, self.learner, self.env = cfg, comm, learner, env
-        self.opponent, k = cfg.genetic.fitness_opponent, cfg.env.num_adversaries
-        if self.opponent in (FitnessOpponent.weak, FitnessOpponent.strong):
-            prey = load_prey(self.opponent.value, cfg.env, env.obs_dim, env.act_dim, learner.device)
-        else:
-            prey = None  # drawn anew for every measurement
-        # The predators' actors alone, acting against `prey`; their weights are copied in at each measurement.
-        self.judge = Maddpg(
-            env.obs_dims, env.act_dim, k, cfg.maddpg, prey, torch.Generator(), learner.device, discrete=cfg.env.discrete
-        )
+        opponent, k = cfg.genetic.fitness_opponent, cfg.env.num_adversaries
+        if opponent == FitnessOpponent.pool and cfg.prey.mode != PreyMode.learn:
+            opponent = FitnessOpponent.own
+        self.opponent, self.prey = opponent, self._prey(opponent)
+        # The predators' actors alone, for any other opponent than the learner's own prey; their
+        # weights are copied in at each measurement. It never explores or updates: no stream is drawn.
+        self.judge = None
+        if opponent != FitnessOpponent.own:
+            self.judge = Maddpg(env.obs_dims, env.act_dim, k, cfg.maddpg, None, torch.Generator(), torch.Generator(),
+                                learner.device, discrete=cfg.env.discrete)  # fmt: skip
 
-    def __call__(self) -> float:
-        k, judge = self.cfg.env.num_adversaries, self.judge
+    def _prey(self, opponent: FitnessOpponent) -> Prey | None:
+        """The shipped prey or the random prey that `opponent` names; None for own and pool."""
+        if opponent in (FitnessOpponent.weak, FitnessOpponent.strong):
+            name = shipped_prey(opponent.value, self.cfg.env.actions)
+            return load_prey(name, self.cfg.env, self.env.obs_dim, self.env.act_dim, self.learner.device)
+        if opponent == FitnessOpponent.random:
+            return RandomPrey(self.env.act_dim, torch.Generator())  # each measurement plays it on its own streams
+        return None
+
+    def __call__(self, round_: int) -> float:
+        """This learner's fitness at sync `round_`."""
+        if self.judge is None:
+            return self._predator_return(self.learner, None, round_)
+        k = self.cfg.env.num_adversaries
         rows = self.learner.actor.rows()  # (n_learners, P): predators first
-        judge.actor.load_rows(rows[:k])
-        if self.opponent == FitnessOpponent.random:
-            generator = seeding.generator(self.cfg.train.seed, seeding.FITNESS, device=self.learner.device)
-            judge.prey = RandomPrey(self.env.act_dim, generator)
+        self.judge.actor.load_rows(rows[:k])
         if self.opponent != FitnessOpponent.pool:
-            return self._predator_return()
+            return self._predator_return(self.judge, self.prey, round_)
         every_prey = self.comm.all_gather_agents(rows[None, k:])[0]  # (P * n_prey, P)
-        returns = []
+        env, cfg, returns = self.env, self.cfg, []
         for prey_rows in every_prey.split(rows.shape[0] - k):
-            judge.prey = FrozenPrey(
-                prey_actor(prey_rows, self.env.obs_dim, self.cfg.maddpg.hidden, self.env.act_dim, self.cfg.env.discrete)
-            )
-            returns.append(self._predator_return())
+            actor = prey_actor(prey_rows, env.obs_dim, cfg.maddpg.hidden, env.act_dim, cfg.env.discrete)
+            returns.append(self._predator_return(self.judge, FrozenPrey(actor), round_))
         return sum(returns) / len(returns)
 
-    def _predator_return(self) -> float:
-        return evaluate(self.judge, self.env, self.cfg.train.seed)["predator_return"]
-
-
-def fitness_measure(cfg: Config, comm: Comm, learner: Maddpg, env: VecEnv) -> Fitness | None:
-    """What measures fitness against cfg.genetic.fitness_opponent; None where a learner's own evaluations
-    do: `own`, and `pool` when the prey does not learn (every learner faces the same prey)."""
-    opponent = cfg.genetic.fitness_opponent
-    if opponent == FitnessOpponent.own or (opponent == FitnessOpponent.pool and cfg.prey.mode != PreyMode.learn):
-        return None
-    return Fitness(cfg, comm, learner, env)
+    def _predator_return(self, player: Maddpg, opponent: Prey | None, round_: int) -> float:
+        return evaluate(player, self.env, self.cfg.train.seed, round_, opponent, seeding.FITNESS)["predator_return"]
 
 
 class Population:
-    """This rank's part in the population: its fitness history, the sync schedule and the syncs.
-    `measure` scores the learner at each sync (see Fitness); None: its last evaluations do."""
+    """This rank's part in the population: the sync schedule and the syncs. `measure(round)` scores
+    the learner at each sync (Fitness)."""
 
-    def __init__(self, cfg: GeneticConfig, comm: Comm, learner: Maddpg, seed: int, measure: Fitness | None = None):
+    def __init__(self, cfg: GeneticConfig, comm: Comm, learner: Maddpg, seed: int, measure: Callable[[int], float]):
         self.cfg, self.comm, self.learner, self.seed, self.measure = cfg, comm, learner, seed, measure
         self.round = 0
         self.next_sync = sync_period(cfg, 0)  # env steps per learner
-        self.history: deque[float] = deque(maxlen=cfg.fitness_window)
 
     def gather_evaluation(self, row: dict) -> dict:
-        """Record this rank's evaluation; every rank's predator_return, their best and mean, as row fields.
-        Every rank calls it together."""
-        self.history.append(row["predator_return"])
+        """Every rank's predator_return in this evaluation, their best and mean, as row fields. Every
+        rank calls it together."""
         mine = torch.tensor([[row["predator_return"]]], device=self.learner.device)  # NCCL moves device tensors
         returns = self.comm.all_gather_agents(mine)[0].tolist()
         per_rank = {f"predator_return/rank{rank}": value for rank, value in enumerate(returns)}
@@ -158,21 +159,17 @@ class Population:
         """A sync round is due (never with strategy none: the learners run on their own)."""
         return self.cfg.strategy != Strategy.none and steps_per_learner >= self.next_sync
 
-    def fitness(self) -> float:
-        """Every rank calls it together (a pool measurement gathers the prey)."""
-        if self.measure is not None:
-            return self.measure()
-        return sum(self.history) / len(self.history) if self.history else 0.0
-
     def sync(self, env_steps: int, steps_per_learner: int) -> dict:
-        """One sync round, on every rank together -> its log row (the same on every rank but `seconds`)."""
+        """One sync round, on every rank together -> its log row (the same on every rank but `seconds`).
+        Every rank measures its fitness now, at `env_steps` (a pool measurement gathers the prey)."""
         start = time.perf_counter()
-        values = [self.fitness(), *hyperparameters(self.learner)]
+        values = [self.measure(self.round), env_steps, *hyperparameters(self.learner)]
         mine = torch.tensor([[values]], dtype=torch.float64, device=self.learner.device)  # lrs need float64
-        table = self.comm.all_gather_agents(mine)[0]  # (P, 1 + len(HYPERPARAMETERS))
-        fitness, hypers = table[:, 0].tolist(), table[:, 1:].tolist()
+        table = self.comm.all_gather_agents(mine)[0]  # (P, 2 + len(HYPERPARAMETERS))
+        fitness, hypers = table[:, 0].tolist(), table[:, 2:].tolist()
         row = {"round": self.round, "env_steps": env_steps, "env_steps_per_learner": steps_per_learner}
         row["fitness"], row["fitness_opponent"] = fitness, self.cfg.fitness_opponent.value
+        row["fitness_env_steps"] = [int(steps) for steps in table[:, 1].tolist()]  # when each fitness was measured
         if self.cfg.strategy == Strategy.critic:
             row["winner"] = best_rank(fitness)
             row["bytes_sent"] = self._broadcast_critic(row["winner"])
@@ -220,7 +217,8 @@ class Population:
         for copier, source in plan.items():
             if rank == source:
                 state = self.learner.state_dict()
-                del state["generator"]  # the copier keeps its own random streams
+                for stream in STREAMS:  # the copier keeps its own random streams
+                    del state[stream]
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
                 payload = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8).to(device)
@@ -233,13 +231,13 @@ class Population:
                 payload = torch.empty(int(size), dtype=torch.uint8, device=device)
                 dist.recv(payload, source)
                 state = torch.load(io.BytesIO(payload.cpu().numpy().tobytes()), map_location=device, weights_only=True)
-                self.learner.load_state_dict(state | {"generator": self.learner.generator.get_state()})
+                own = {stream: getattr(self.learner, stream).get_state() for stream in STREAMS}
+                self.learner.load_state_dict(state | own)
                 set_hyperparameters(self.learner, my_hypers)
         return int(self.comm.all_gather_agents(torch.tensor([[sent]], device=device)).sum())
 
     def state_dict(self) -> dict:
-        return {"round": self.round, "next_sync": self.next_sync, "history": list(self.history)}
+        return {"round": self.round, "next_sync": self.next_sync}
 
     def load_state_dict(self, state: dict) -> None:
-        self.round, self.next_sync = state["round"], state["next_sync"]
-        self.history.extend(state["history"])
+        self.round, self.next_sync = state["round"], state["next_sync"]  # older checkpoints' "history" is unused

@@ -22,6 +22,10 @@ class Prey(Protocol):
 
     def target_act(self, obs: torch.Tensor) -> torch.Tensor: ...
 
+    def with_streams(self, generators: tuple[torch.Generator, torch.Generator]) -> Prey:
+        """The same prey drawing from `generators` alone (itself when it draws nothing): an evaluation
+        plays such a copy, so that it never draws from the training streams."""
+
 
 def exploration_scale(initial: float, cfg: ExploreConfig, step: int) -> float:
     """Linear decay by `cfg.decay` per env transition down to the floor (never raised above `initial`)."""
@@ -89,6 +93,10 @@ class Maddpg:
     buffer and Gumbel-softmax samples of the (target) actors (Lowe et al. 2017; see MaddpgConfig).
     A prey's actions become the one-hot of their argmax.
 
+    Acting explores with `generator`; the updates draw their Gumbel noise from `update_generator`, so
+    that the acting stream sees the same draws whether the updates run in this process or elsewhere
+    (pipeline mode's rank 0 acts while its learner ranks update).
+
     A distributed mode decides placement and communication only, through three arguments:
     `agents`, the learning agents whose networks this process holds (default: all);
     `gather`, which turns their actions (B, len(agents), A) into every learner's
@@ -104,6 +112,7 @@ class Maddpg:
         cfg: MaddpgConfig,
         prey: Prey | None,
         generator: torch.Generator,
+        update_generator: torch.Generator,
         device: torch.device | str = "cpu",
         agents: Sequence[int] | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] = identity,
@@ -111,6 +120,7 @@ class Maddpg:
         discrete: bool = False,
     ):
         self.cfg, self.prey, self.generator, self.device = cfg, prey, generator, torch.device(device)
+        self.update_generator = update_generator
         self.discrete = discrete
         self.gather, self.reduce_grads = gather, reduce_grads
         self.agents = list(range(n_learners) if agents is None else agents)
@@ -161,15 +171,20 @@ class Maddpg:
     def sample(self, logits: torch.Tensor, learners: slice = slice(None)) -> torch.Tensor:
         """logits (n, B, A) of the learners `learners` -> their Gumbel-softmax samples (MaddpgConfig).
         The noise is drawn for every learner and sliced, so ranks that hold different agents draw alike."""
-        uniform = torch.rand((self.n_learners, *logits.shape[1:]), generator=self.generator, device=self.device)
+        shape = (self.n_learners, *logits.shape[1:])
+        uniform = torch.rand(shape, generator=self.update_generator, device=self.device)
         return gumbel_softmax(logits, uniform[learners], self.cfg.gumbel_temperature, self.cfg.straight_through)
 
-    def with_prey(self, learners: torch.Tensor, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """Every learner's actions (B, n_learners, A) and the prey's (acting, or for critic targets) -> (B, N, A)."""
-        if self.prey is None:
+    def with_prey(
+        self, learners: torch.Tensor, obs: torch.Tensor, target: bool = False, prey: Prey | None = None
+    ) -> torch.Tensor:
+        """Every learner's actions (B, n_learners, A) and the prey's (acting, or for critic targets) -> (B, N, A).
+        `prey` plays the prey (default: the learner's own, `self.prey`; none when the prey learns)."""
+        prey = self.prey if prey is None else prey
+        if prey is None:
             return learners
         prey_obs = obs[:, self.n_learners :]
-        prey = self.prey.target_act(prey_obs) if target else self.prey.act(prey_obs)
+        prey = prey.target_act(prey_obs) if target else prey.act(prey_obs)
         if self.discrete:
             prey = one_hot(prey.argmax(-1), self.act_dim)
         return torch.cat([learners, prey], dim=1)
@@ -182,9 +197,12 @@ class Maddpg:
         return self.with_prey(learners.transpose(0, 1), obs, target=True)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, epsilon: float = 0.0, noise_std: float = 0.0) -> torch.Tensor:
+    def act(
+        self, obs: torch.Tensor, epsilon: float = 0.0, noise_std: float = 0.0, prey: Prey | None = None
+    ) -> torch.Tensor:
         """obs (E, N, O) -> actions (E, N, A); exploration (either scale > 0) applies to the learning
         agents only. Discrete actions explore by sampling the policy, and by epsilon's uniform moves.
+        `prey` plays the prey (default: `self.prey`), e.g. an evaluation's copy of it on streams of its own.
 
         Exploration draws for every learner from `generator`, so ranks that share its seed
         agree on the joint action without another message.
@@ -196,7 +214,7 @@ class Maddpg:
             acts = explore_discrete(out, epsilon, self.generator)
         else:
             acts = explore(out, epsilon, noise_std * self.noise_scale, self.generator)
-        return self.with_prey(acts, obs)
+        return self.with_prey(acts, obs, prey=prey)
 
     # -- learning --------------------------------------------------------------------------
 
@@ -283,6 +301,7 @@ class Maddpg:
             "updates": self.updates,
             "noise_scale": self.noise_scale,
             "generator": self.generator.get_state(),
+            "update_generator": self.update_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -290,3 +309,5 @@ class Maddpg:
             getattr(self, name).load_state_dict(state[name])
         self.updates, self.noise_scale = state["updates"], state["noise_scale"]
         self.generator.set_state(state["generator"])
+        if "update_generator" in state:  # checkpoints written before it existed keep the stream build derived
+            self.update_generator.set_state(state["update_generator"])

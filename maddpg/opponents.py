@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from maddpg.buffer import Batch, ReplayBuffer, States
+from maddpg.buffer import rows_of
 from maddpg.config import EnvConfig, PreyConfig, PreyMode
 from maddpg.learner import Prey
 from maddpg.prey import Generators, RandomPrey, prey_policy
@@ -29,12 +29,6 @@ def opponent(
     names = {PreyMode.fixed: [prey.checkpoint], PreyMode.mix: prey.mix}.get(prey.mode, [prey.mode])
     policies = [prey_policy(name, env, obs_dim, act_dim, device, generators) for name in names]
     return MixedPrey(policies) if prey.mode == PreyMode.mix else policies[0]
-
-
-def rows_of(n: int, k: int, device: torch.device) -> list[torch.Tensor]:
-    """Which of `n` env copies each of `k` prey plays: copy e plays prey e % k -> k boolean masks (n,)."""
-    of = torch.arange(n, device=device) % k
-    return [of == prey for prey in range(k)]
 
 
 class MixedPrey:
@@ -56,6 +50,10 @@ class MixedPrey:
     def target_act(self, obs: torch.Tensor) -> torch.Tensor:
         return self.policies[self.turn].target_act(obs)
 
+    def with_streams(self, generators: Generators) -> MixedPrey:
+        """The same mix, each member on `generators` (a random member draws from them)."""
+        return MixedPrey([policy.with_streams(generators) for policy in self.policies])
+
     def state_dict(self) -> dict:
         """The random prey's streams (the others hold no state that changes)."""
         return {k: p.state_dict() for k, p in enumerate(self.policies) if isinstance(p, RandomPrey)}
@@ -63,36 +61,3 @@ class MixedPrey:
     def load_state_dict(self, state: dict) -> None:
         for k, random_state in state.items():
             self.policies[k].load_state_dict(random_state)
-
-
-class MixedBuffer:
-    """One replay buffer per prey of `prey`; batches come from each in turn."""
-
-    def __init__(self, prey: MixedPrey, buffers: Sequence[ReplayBuffer]):
-        self.prey, self.buffers = prey, list(buffers)
-
-    @property
-    def size(self) -> int:
-        return sum(buffer.size for buffer in self.buffers)
-
-    def add(self, batch: States) -> None:
-        """E transitions, copy e's into buffer e % K."""
-        rows = rows_of(len(batch.act), len(self.buffers), batch.act.device)
-        for mine, buffer in zip(rows, self.buffers, strict=True):
-            buffer.add(States(*(field[mine] for field in batch)))
-
-    def sample(self, batch_size: int) -> Batch:
-        """The next prey's batch; its target actions are the critics' targets until the next sample."""
-        self.prey.turn = (self.prey.turn + 1) % len(self.buffers)
-        return self.buffers[self.prey.turn].sample(batch_size)
-
-    def nbytes(self) -> int:
-        return sum(buffer.nbytes() for buffer in self.buffers)
-
-    def state_dict(self, include_data: bool | None = None) -> dict:
-        return {"turn": self.prey.turn, "buffers": [b.state_dict(include_data) for b in self.buffers]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.prey.turn = state["turn"]
-        for buffer, buffer_state in zip(self.buffers, state["buffers"], strict=True):
-            buffer.load_state_dict(buffer_state)

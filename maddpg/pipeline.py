@@ -4,7 +4,8 @@ Every round, rank 0 broadcasts a header (updates owed, flags, env steps, signal)
 updates are owed, those batches packed in one tensor; the learners run the updates and gather their
 actor weights back to rank 0 alone (the learners share theirs at soft updates already). Rank 0
 posts both without waiting and goes on stepping the envs: it acts with weights at most
-`staleness` rounds old (0: it waits every round, and the run reproduces model mode). Rank 0
+`staleness` rounds old (0: it waits every round, and the run reproduces model mode bitwise, with
+either action type: acting and the updates' Gumbel noise draw from streams of their own). Rank 0
 decides when to checkpoint and stop; at every episode's end it polls its learners for a signal
 they received, and reads the answer at the next episode's end, so the poll never makes it wait.
 """

@@ -3,9 +3,10 @@
 - prey files under maddpg/pretrained_prey/, so `prey.checkpoint=weak` or `=strong` names a verified
   file. `make prey` trains them (see the Makefile) and `python -m maddpg.prey export` records each one.
 - predators under maddpg/pretrained_predators/NAME/, a run's last checkpoint as a run directory holds
-  it (without its replay buffer), so `python -m maddpg.evaluate maddpg/pretrained_predators/NAME`
-  plays them; evaluation checks every rank file against its sha256. `make predators` trains and ships
-  them with `python -m maddpg.pretrained ship RUN_DIR --name NAME --command CMD`.
+  it (without its replay buffer, with its record complete.json), so `python -m maddpg.evaluate
+  maddpg/pretrained_predators/NAME` plays them; evaluation checks every rank file against the sha256
+  its record lists. `make predators` trains and ships them with `python -m maddpg.pretrained ship
+  RUN_DIR --name NAME --command CMD`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import shutil
 from pathlib import Path
 
 from maddpg.checkpoint import (
-    digest_file,
+    buffered_transitions,
     latest_good_checkpoint,
     load_checkpoint,
+    rank_file,
+    read_record,
     rewrite,
     sha256,
     without_buffer_data,
@@ -76,38 +79,52 @@ def resolve_prey(checkpoint: str, path: Path = MANIFEST) -> Path:
 
 
 def ship_predators(run_dir: Path, name: str, command: str, dest: Path = PREDATORS_DIR) -> Path:
-    """A run's newest intact checkpoint -> dest/NAME/checkpoints/ (replacing what was there), without
-    its replay buffers and with run.dir and run.name set to where it now lies, recorded in dest's
-    manifest with every rank file's sha256 and the provenance: the env steps, mode, seed, config and
-    the `command` that trained the run."""
-    first = sorted((run_dir / "checkpoints").glob("ckpt_*/rank0.pt"))
-    if not first:
-        raise ConfigError(f"{run_dir} holds no checkpoint: train it first")
-    world_size = load_checkpoint(first[-1].parent, 0)["world_size"]
-    checkpoint = latest_good_checkpoint(run_dir, world_size)
-    target = dest / name
-    shutil.rmtree(target, ignore_errors=True)
-    shipped = target / "checkpoints" / checkpoint.name
-    shutil.copytree(checkpoint, shipped)
+    """A run's newest complete checkpoint -> dest/NAME/checkpoints/ (replacing what was there once it is
+    ready), without its replay buffers (checked: a rank file still holding transitions is refused) and
+    with run.dir and run.name set to where it now lies, recorded in dest's manifest with every rank
+    file's sha256 (its record's) and the provenance: the env steps, mode, seed, config and the `command`
+    that trained the run."""
+    checkpoint = latest_good_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError(f"{run_dir} holds no complete checkpoint: train it first")
+    target, staging = dest / name, dest / f".{name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shipped = staging / "checkpoints" / checkpoint.name
+    shutil.copytree(checkpoint, shipped, ignore=shutil.ignore_patterns(".*"))  # no save's temporary files
 
     def strip(state: dict) -> None:  # no replay buffer, and no path of the machine that trained it
         without_buffer_data(state)
         state["config"]["run"] |= {"dir": str(dest.name), "name": name}
 
-    rewrite(shipped, world_size, strip)
+    rewrite(shipped, strip)
+    record = read_record(shipped)
+    held = held_transitions(shipped, record.world_size)
+    if held:
+        shutil.rmtree(staging)
+        raise ConfigError(
+            f"{run_dir}: {checkpoint.name} still holds replay buffer transitions once dropped ({held}), and shipped "
+            "predators hold none: nothing was shipped; its buffer's class must drop them (drop_data, maddpg/buffer.py)"
+        )
     state = load_checkpoint(shipped, 0)
-    files = sorted(shipped.glob("rank*.pt"))
     entry = {
-        "checkpoint": str(shipped.relative_to(dest)),
-        "sha256": {f.name: digest_file(f).read_text().strip() for f in files},
+        "checkpoint": str((target / "checkpoints" / checkpoint.name).relative_to(dest)),
+        "sha256": record.sha256,
         "env_steps": state["progress"]["env_steps"],
         "mode": state["config"]["mode"],
         "seed": state["config"]["train"]["seed"],
         "command": command,
         "config": state["config"],
     }
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
     write_manifest(manifest(dest / MANIFEST.name) | {name: entry}, dest / MANIFEST.name)
     return target
+
+
+def held_transitions(checkpoint: Path, world_size: int) -> dict[str, int]:
+    """{rank file: the replay buffer transitions it holds} of the rank files of `checkpoint` that hold any."""
+    counts = [buffered_transitions(load_checkpoint(checkpoint, rank)) for rank in range(world_size)]
+    return {rank_file(checkpoint, rank).name: count for rank, count in enumerate(counts) if count}
 
 
 def main(argv: list[str] | None = None) -> None:

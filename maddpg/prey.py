@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from maddpg.checkpoint import checkpoint_dir, load_checkpoint, load_file, rank_file, save_atomic
+from maddpg.checkpoint import checkpoint_dir, load_checkpoint, load_file, require_complete, save_atomic
 from maddpg.config import Config, EnvConfig, Mode, PreyMode, load_config, to_dict
 from maddpg.envs import make_env
 from maddpg.errors import ConfigError, command_errors
@@ -37,6 +37,10 @@ class FrozenPrey(nn.Module):
 
     target_act = act
 
+    def with_streams(self, generators: Generators) -> FrozenPrey:
+        """Itself: it draws nothing."""
+        return self
+
 
 class RandomPrey:
     """Uniform random actions in [0, 1]^A. Acting and the critics' targets draw from two streams of
@@ -53,6 +57,10 @@ class RandomPrey:
 
     def target_act(self, obs: torch.Tensor) -> torch.Tensor:
         return self._draw(obs, self.target_generator)
+
+    def with_streams(self, generators: Generators) -> RandomPrey:
+        """A random prey drawing from `generators` (acting, targets), leaving this one's streams alone."""
+        return RandomPrey(self.act_dim, *generators)
 
     def _draw(self, obs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return torch.rand((*obs.shape[:2], self.act_dim), generator=generator, device=obs.device)
@@ -118,11 +126,12 @@ def load_prey(path: str, env: EnvConfig, obs_dim: int, act_dim: int, device: tor
 
 
 def write_prey_file(run_dir: Path, env_steps: int, path: Path) -> Config:
-    """The prey actor of a single-process run's checkpoint at `env_steps` -> a prey file at `path`;
-    -> the run's config."""
+    """The prey actor of a single-process run's complete checkpoint at `env_steps` -> a prey file at
+    `path`; -> the run's config."""
     checkpoint = checkpoint_dir(run_dir, env_steps)
-    if not rank_file(checkpoint, 0).is_file():
+    if not checkpoint.is_dir():
         raise ConfigError(f"{run_dir} has no checkpoint at {env_steps} env steps: train it further or pick a step")
+    require_complete(checkpoint, "pick another step")
     state = load_checkpoint(checkpoint, 0)
     if state["config"]["mode"] != Mode.single or state["config"]["prey"]["mode"] != PreyMode.learn:
         raise ConfigError(f"{run_dir} is not a single-mode run whose prey learns: export needs one")

@@ -241,7 +241,9 @@ def timed_update_ms(cfg: Config, agents: int, batch: int, repeats: int) -> float
     def pad(acts: torch.Tensor) -> torch.Tensor:
         return torch.cat([acts, acts.new_zeros(acts.shape[0], learners - acts.shape[1], *acts.shape[2:])], 1)
 
-    learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, None, g, agents=range(agents), gather=pad)
+    # Continuous actions: the updates draw no Gumbel noise from the second generator.
+    learner = Maddpg(env.obs_dims, env.act_dim, learners, cfg.maddpg, None, g, torch.Generator(), agents=range(agents),
+                     gather=pad)  # fmt: skip
     for _ in range(3):
         learner.update(buffer.sample(batch))
     start = time.perf_counter()
@@ -308,7 +310,8 @@ def parts_of(agents: int, single: Point) -> Parts:
     cfg = load_config(None, team(agents))
     repeats = max(5, 400 // agents)
     env = make_env(cfg.env)
-    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator().manual_seed(0))
+    generators = torch.Generator().manual_seed(0), torch.Generator()  # acting; updates (continuous: never drawn)
+    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, *generators)
     state_floats = sum(math.prod(shape) for shape in layout(env.n_agents, cfg.env.num_obstacles, env.act_dim))
     return Parts(
         agents, single.ms_per_transition - single.ms_per_update, single.ms_per_update,

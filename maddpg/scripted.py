@@ -74,6 +74,10 @@ class Scripted:
     def target_act(self, obs: torch.Tensor) -> torch.Tensor:
         return self.act(obs)
 
+    def with_streams(self, generators: tuple[torch.Generator, torch.Generator]) -> Scripted:
+        """Itself: it draws nothing."""
+        return self
+
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -124,11 +128,12 @@ def repulsion(offsets: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
 
 
 class Team:
-    """Predators and prey each played by a policy, as one: obs (B, N, O) -> actions (B, N, 5)."""
+    """Predators and prey each played by a policy, as one: obs (B, N, O) -> actions (B, N, 5). As in
+    Maddpg.act, `prey` plays the prey in place of `self.prey` (an evaluation's copy of it)."""
 
     def __init__(self, predators: Scripted, prey, num_adversaries: int):
         self.predators, self.prey, self.num_adversaries = predators, prey, num_adversaries
 
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        k = self.num_adversaries
-        return torch.cat([self.predators.act(obs[:, :k]), self.prey.act(obs[:, k:])], 1)
+    def act(self, obs: torch.Tensor, prey=None) -> torch.Tensor:
+        k, prey = self.num_adversaries, self.prey if prey is None else prey
+        return torch.cat([self.predators.act(obs[:, :k]), prey.act(obs[:, k:])], 1)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from maddpg.buffer import ReplayBuffer
+from maddpg.buffer import MixedBuffer, ReplayBuffer
 from maddpg.distributed import Comm
 from maddpg.guard import stop_on_nonfinite_loss
 from maddpg.learner import Maddpg
 from maddpg.metrics import Tally
-from maddpg.opponents import MixedBuffer
 
 
 class Updates(Protocol):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import train
+from maddpg import seeding
 from maddpg.buffer import Batch
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.config import Config, load_config
@@ -61,9 +62,10 @@ def toy_learner(
 ) -> Maddpg:
     cfg = load_config(None, ["maddpg.hidden=[8,8]", "maddpg.target_update_every=1", *overrides]).maddpg
     generator = torch.Generator(device).manual_seed(seed)
+    updates = seeding.generator(seed, seeding.UPDATE, device=device)  # the updates' Gumbel noise
     torch.manual_seed(seed)
     prey_policy = RandomPrey(act_dim, generator) if prey == "random" else None
-    return Maddpg(list(obs_dims), act_dim, n_learners, cfg, prey_policy, generator, device, discrete=discrete)
+    return Maddpg(list(obs_dims), act_dim, n_learners, cfg, prey_policy, generator, updates, device, discrete=discrete)
 
 
 def random_batch(size: int, obs_dims, act_dim: int = 5, seed: int = 1) -> Batch:

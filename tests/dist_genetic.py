@@ -1,7 +1,8 @@
 """Run under torchrun with 3 ranks (see test_genetic.py): a critic sync and a pbt round on real learners.
 
 Each rank builds a learner from its own seed and trains it a few updates, so networks and
-Adam states differ; fitness is injected, so the expected winner and copies are known.
+Adam states differ; fitness is injected (a measure that returns it), so the expected winner and
+copies are known.
 """
 
 import sys
@@ -42,14 +43,20 @@ def trained_learner(rank: int) -> Maddpg:
 
 def check_critic_sync(comm, sync_optimizer: bool) -> None:
     learner = trained_learner(comm.rank)
-    population = Population(GeneticConfig(sync_optimizer=sync_optimizer), comm, learner, seed=0)
-    population.history.extend([[1.0, 3.0, 3.0][comm.rank]])  # ranks 1 and 2 tie: rank 1 wins
+    measured = []  # the rounds at which this rank measured its fitness
+
+    def measure(round_: int) -> float:
+        measured.append(round_)
+        return [1.0, 3.0, 3.0][comm.rank]  # ranks 1 and 2 tie: rank 1 wins
+
+    population = Population(GeneticConfig(sync_optimizer=sync_optimizer), comm, learner, 0, measure)
     before = everyone(flat(learner.critic, learner.target_critic))
     before_adam = everyone(adam_state(learner))
     actor_before = flat(learner.actor)
     row = population.sync(env_steps=15000, steps_per_learner=5000)
 
     assert row["winner"] == 1 and row["fitness"] == [1.0, 3.0, 3.0], row
+    assert measured == [0] and row["fitness_env_steps"] == [15000] * 3, "fitness is measured at the sync"
     assert torch.equal(flat(learner.critic, learner.target_critic), before[1]), "critic differs from the winner's"
     assert torch.equal(adam_state(learner), before_adam[1 if sync_optimizer else comm.rank]), "Adam state"
     assert torch.equal(flat(learner.actor), actor_before), "the sync changed an actor"
@@ -62,11 +69,11 @@ def check_pbt_round(comm) -> None:
     learner = trained_learner(comm.rank)
     learner.noise_scale = [1.0, 2.0, 3.0][comm.rank]
     cfg = GeneticConfig(strategy=Strategy.pbt, quantile=0.25)
-    population = Population(cfg, comm, learner, seed=0)
-    population.history.extend([[5.0, 1.0, 3.0][comm.rank]])  # bottom: rank 1; top: rank 0
+    fitness = [5.0, 1.0, 3.0][comm.rank]  # bottom: rank 1; top: rank 0
+    population = Population(cfg, comm, learner, 0, lambda round_: fitness)
     state_before = everyone(flat(learner.actor, learner.critic, learner.target_actor, learner.target_critic))
     hypers_before = everyone(torch.tensor(hyperparameters(learner), dtype=torch.float64))
-    generator_before = learner.generator.get_state()
+    streams_before = [learner.generator.get_state(), learner.update_generator.get_state()]
     row = population.sync(env_steps=15000, steps_per_learner=5000)
 
     assert row["copies"] == {"1": 0}, row
@@ -80,7 +87,8 @@ def check_pbt_round(comm) -> None:
     else:
         assert torch.equal(hypers, hypers_before[comm.rank]), "an uncopied rank was perturbed"
         everyone(adam_state(learner))
-    assert torch.equal(learner.generator.get_state(), generator_before), "the copy took the source's random stream"
+    streams = [learner.generator.get_state(), learner.update_generator.get_state()]
+    assert all(map(torch.equal, streams, streams_before)), "the copy took the source's random streams"
     assert row["hyperparameters"][comm.rank] == dict(zip(HYPERPARAMETERS, hypers.tolist(), strict=True))
     assert row["bytes_sent"] > 0
 

@@ -6,10 +6,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from maddpg.buffer import Batch, ReplayBuffer, States, observe, states
+from maddpg.buffer import Batch, MixedBuffer, ReplayBuffer, States, buffer_class, observe, states
+from maddpg.checkpoint import buffered_transitions, without_buffer_data
 from maddpg.config import Backend, EnvConfig
 from maddpg.envs import make_env
 from maddpg.errors import ConfigError
+from maddpg.opponents import MixedPrey
+from maddpg.scripted import StillPrey
 from maddpg.twin import Observer
 
 ENV = EnvConfig(num_adversaries=2, num_good=1, num_obstacles=1)
@@ -71,6 +74,25 @@ def test_state_round_trip_with_and_without_contents():
     full["data"] = {"obs": full["data"]["pos"]}  # written by a version that stored observations
     with pytest.raises(ConfigError, match="older version"):
         restored.load_state_dict(full)
+
+
+def test_each_buffer_kind_drops_and_counts_the_transitions_of_its_own_states():
+    """A checkpoint without its buffer's data holds no transitions, whichever kind of buffer wrote it
+    (prey.mode=mix: a MixedBuffer, one buffer per prey)."""
+    single = buffer(8)
+    single.add(transitions(0, 6))
+    mixed = MixedBuffer(MixedPrey([StillPrey(), StillPrey()]), [buffer(8, seed=1), buffer(8, seed=2)])
+    mixed.add(transitions(0, 5))  # 3 to the first prey's buffer, 2 to the second's
+    for kind, buf, held in ((ReplayBuffer, single, 6), (MixedBuffer, mixed, 5)):
+        assert kind.transitions(buf.state_dict(include_data=False)) == 0
+        rank_state = {"buffer": buf.state_dict(include_data=True)}
+        assert buffer_class(rank_state["buffer"]) is kind and kind.transitions(rank_state["buffer"]) == held
+        assert buffered_transitions(rank_state) == held
+        without_buffer_data(rank_state)
+        assert buffered_transitions(rank_state) == 0
+        buf.load_state_dict(rank_state["buffer"])
+        assert buf.size == 0  # it loads as an empty buffer
+    assert buffered_transitions({"learner": {}}) == 0  # a pipeline learner's state holds no buffer
 
 
 def test_memory_grows_with_the_team_not_its_square():

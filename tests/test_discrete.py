@@ -81,7 +81,7 @@ def test_stacked_discrete_losses_and_gradients_equal_the_per_agent_reference(str
         for p in [*learner_.target_actor.parameters(), *learner_.target_critic.parameters()]:
             p.add_(0.3 * torch.randn_like(p))
     batch = one_hot_batch(32)
-    draws = copy.deepcopy(learner_.generator)
+    draws = copy.deepcopy(learner_.update_generator)
     critic, actor = learner_.critic_losses(batch), learner_.actor_losses(batch)
     critic_ref, actor_ref = reference_losses(learner_, batch, draws)
     torch.testing.assert_close(critic, critic_ref, rtol=1e-5, atol=1e-6)
@@ -168,3 +168,7 @@ def test_a_discrete_run_writes_a_discrete_prey_file_evaluates_and_plays_the_suit
     assert played["prey"] == "learned" and (tmp_path / "eval.gif").is_file()
     suite = evaluate.main([str(run), "--suite", "--episodes", "4", "--out", str(tmp_path / "suite.json")])
     assert list(suite["suite"]) == ["still", "random", "flee", "weak_discrete", "strong_discrete"]
+    for role in ("weak", "strong"):  # named as for any run: the discrete shipped prey play
+        shipped = evaluate.main([str(run), "--prey", role, "--episodes", "4", "--out", str(tmp_path / "e.json")])
+        assert shipped["prey"] == f"{role}_discrete"
+        assert shipped["predator_return"] == suite["suite"][f"{role}_discrete"]["predators"]["predator_return"]

@@ -172,12 +172,14 @@ def test_a_crashed_rank_ends_the_whole_job(tmp_path):
         job.kill()
 
 
-@pytest.mark.parametrize("prey", ["learn", "random"])
-def test_pipeline_without_staleness_reproduces_model_mode(tmp_path, prey):
-    """Bitwise, whatever the prey: a random prey draws its actions and its target actions from two
-    streams of its own, so rank 0 acting and the learner ranks computing targets draw what model mode does."""
+@pytest.mark.parametrize("prey, actions", [("learn", "continuous"), ("random", "continuous"), ("random", "discrete")])
+def test_pipeline_without_staleness_reproduces_model_mode(tmp_path, prey, actions):
+    """Bitwise, whatever the prey and the action type: a random prey draws its actions and its target
+    actions from two streams of its own, and the learners their exploration and their updates' Gumbel
+    noise, so rank 0 acting and the learner ranks updating draw what model mode's ranks do."""
     learners = 3 if prey == "learn" else 2  # 2 predators, and the prey when it learns
-    common = ("env.num_adversaries=2", f"prey.mode={prey}", "train.total_steps=200", "run.gif=false")
+    common = ("env.num_adversaries=2", f"prey.mode={prey}", f"env.actions={actions}", "train.total_steps=200",
+              "run.gif=false")  # fmt: skip
     model = torchrun(learners, *train_args(tmp_path, "model", "--mode", "model", *common))
     assert model.returncode == 0, model.stderr[-3000:]
     lockstep = ("dist.staleness=0", "dist.round_updates=1")  # rank 0 waits for every update's weights

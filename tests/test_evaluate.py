@@ -8,7 +8,7 @@ from PIL import Image
 import train
 from conftest import SMOKE
 from maddpg import evaluate, pretrained
-from maddpg.checkpoint import corrupted_ranks, list_checkpoints, load_checkpoint, sha256
+from maddpg.checkpoint import list_checkpoints, load_checkpoint, sha256, verify
 
 FIELDS = ("predator_return", "capture_rate", "prey_return")
 
@@ -67,7 +67,7 @@ def test_shipped_predators_play_as_their_run_did_and_a_changed_file_is_refused(r
     entry = pretrained.manifest(tmp_path / "manifest.json")["toy"]
     rank0 = tmp_path / entry["checkpoint"] / "rank0.pt"
     assert (entry["env_steps"], entry["mode"], entry["seed"]) == (600, "single", 0)
-    assert entry["sha256"] == {"rank0.pt": sha256(rank0)}
+    assert entry["sha256"] == {"rank0.pt": sha256(rank0)} == verify(rank0.parent).sha256  # its record's
     shipped_state = load_checkpoint(rank0.parent, 0)
     assert "data" not in shipped_state["buffer"]  # shipped without the replay buffer
     where = shipped_state["config"]["run"]  # and without the training machine's paths
@@ -86,4 +86,4 @@ def test_the_shipped_predators_match_their_manifest():
     for entry in entries.values():
         checkpoint = pretrained.PREDATORS_DIR / entry["checkpoint"]
         assert {name: sha256(checkpoint / name) for name in entry["sha256"]} == entry["sha256"]
-        assert not corrupted_ranks(checkpoint, len(entry["sha256"]))
+        assert verify(checkpoint).sha256 == entry["sha256"]  # complete: its record lists the same files

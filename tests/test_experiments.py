@@ -13,6 +13,8 @@ import train
 from conftest import ROOT, wait_for_rows
 from maddpg import experiments
 from maddpg.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+from maddpg.errors import ConfigError
+from maddpg.experiments import EXPERIMENTS
 from maddpg.metrics import SYNCS_FILE, read_rows
 
 TOY = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "maddpg.learning_starts=64",
@@ -81,6 +83,42 @@ def test_figures_driver_runs_every_arm_at_its_budget_then_keeps_them(tmp_path, c
         before, after = (json.loads((folder / name).read_text()) for folder in (earlier, tmp_path))
         assert after.pop("earlier") == {"from": str(earlier), "arms": ["baseline", "genetic"]}
         assert after == before
+
+
+def files_of(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_finished_run_asked_for_with_other_settings_is_refused_and_kept(tmp_path, capsys, monkeypatch):
+    """A finished 2-learner run, then the same grid with 4 learners (its world size and budget differ),
+    or with another override: refused with one line before any run, the folder untouched."""
+    monkeypatch.setattr(experiments, "OPPONENT_EPISODES", 2)
+    argv = ["--steps-per-learner", "100", "--eval-every", "50", "--seeds", "0", "--figures", "fig4_weak_prey",
+            "--arms", "genetic", "--out", str(tmp_path), "--set", *TOY, "genetic.sync_every=50"]  # fmt: skip
+    experiments.main([*argv, "--learners", "2"])
+    run = tmp_path / "genetic_weak_prey_s0"
+    finished = files_of(run)
+    for other, named in [
+        (["--learners", "4"], ["train.total_steps 200 there, 400 here", "2 ranks there, 4 here"]),
+        (["maddpg.batch_size=64", "--learners", "2"], ["maddpg.batch_size 32 there, 64 here"]),
+    ]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            experiments.main([*argv, *other])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and error.count("\n") == 1 and error.startswith(f"error: {run} holds a run")
+        assert all(difference in error for difference in named) and "write to another folder (--out)" in error
+        assert files_of(run) == finished
+
+
+def test_a_folder_with_checkpoint_files_but_no_complete_checkpoint_is_never_removed(tmp_path):
+    run = tmp_path / "baseline_weak_prey_s0"
+    leftover = checkpoint_dir(run, 100) / "rank0.pt"  # a save cut short before its record
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"weights")
+    with pytest.raises(ConfigError, match=r"holds checkpoint files .* but no complete checkpoint: remove that folder"):
+        experiments.run_or_keep(run, EXPERIMENTS / "baseline_weak_prey.yaml", list(TOY), 200)
+    assert files_of(run) == {leftover.relative_to(run): b"weights"}
 
 
 def test_an_earlier_report_of_another_budget_is_refused_before_any_run(tmp_path, capsys):

@@ -4,6 +4,9 @@ import ast
 import json
 import os
 import pickle
+import subprocess
+import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,12 +14,17 @@ import torch
 import train
 from conftest import ROOT, fails, torchrun, toy_learner, train_args
 from maddpg.checkpoint import (
-    corrupted_ranks,
-    digest_file,
+    RECORD_FILE,
+    checkpoint_dir,
+    checkpoint_dirs,
+    latest_good_checkpoint,
     list_checkpoints,
     load_checkpoint,
     rank_file,
+    read_record,
+    record_file,
     sha256,
+    verify,
 )
 from maddpg.config import EnvConfig
 from maddpg.distributed import Comm
@@ -43,31 +51,49 @@ class RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+def record_as_is(checkpoint):
+    """Record a checkpoint's rank files as they are now: a file damaged before its save was recorded."""
+    record = read_record(checkpoint)
+    replace(record, sha256={name: sha256(checkpoint / name) for name in record.sha256}).write(record_file(checkpoint))
+
+
 # -- checkpoint integrity ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "remove the sha256"])
-def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_good_one(tmp_path, run_args, capsys, damage):
+DAMAGES = {  # damage: why the checkpoint is passed over
+    "flip": "rank0.pt does not match its sha256 in complete.json",
+    "truncate": "rank0.pt does not match its sha256 in complete.json",
+    "truncate, no record": "no complete.json",
+    "no record": "no complete.json",
+    "garbage record": "complete.json is not a checkpoint record",
+    "no rank file": "rank0.pt is unreadable (No such file or directory)",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_complete_one(tmp_path, run_args, capsys, damage):
     train.main(run_args("r", "train.checkpoint_buffer=true", "run.gif=false"))
     run = tmp_path / "r"
-    latest = rank_file(list_checkpoints(run, 1)[-1], 0)
-    data = latest.read_bytes()
+    latest = list_checkpoints(run, 1)[-1]
+    data = rank_file(latest, 0).read_bytes()
     if damage == "flip":
-        latest.write_bytes(data[:1000] + bytes([data[1000] ^ 1]) + data[1001:])
-    elif damage == "truncate":
-        latest.write_bytes(data[: len(data) // 2])
-    else:  # the file is whole, its digest gone: taken as it is (written before digests, or between renames)
-        digest_file(latest).unlink()
+        rank_file(latest, 0).write_bytes(data[:1000] + bytes([data[1000] ^ 1]) + data[1001:])
+    if damage.startswith("truncate"):
+        rank_file(latest, 0).write_bytes(data[: len(data) // 2])
+    if damage.endswith("no record"):
+        record_file(latest).unlink()
+    if damage == "garbage record":
+        record_file(latest).write_text('{"world_size": 1, "sha256"')
+    if damage == "no rank file":
+        rank_file(latest, 0).unlink()
     capsys.readouterr()
     train.main(["--resume", str(run), "train.total_steps=800", "run.progress=false", "run.gif=false"])
-    err = capsys.readouterr().err
-    if damage == "remove the sha256":
-        assert "warning" not in err and steps(run) == [0, 200, 400, 600, 800]
-        return
-    assert "ckpt_000000000600: rank file(s) [0] do not match their sha256" in err
+    warning = capsys.readouterr().err.strip()
+    assert warning.count("\n") == 0 and warning.startswith(f"warning: {run}: passed over ckpt_000000000600 (")
+    assert DAMAGES[damage] in warning and warning.endswith("; taking ckpt_000000000300")
     assert steps(run) == [0, 200, 400, 600, 800]  # resumed from 300: the rows after it logged again, once
+    assert [c.name for c in checkpoint_dirs(run)] == ["ckpt_000000000600", "ckpt_000000000800"]
     assert [c.name for c in list_checkpoints(run, 1)] == ["ckpt_000000000600", "ckpt_000000000800"]
-    assert all(not corrupted_ranks(c, 1) for c in list_checkpoints(run, 1))
 
 
 def test_a_run_whose_checkpoints_are_all_corrupted_is_not_restarted_silently(tmp_path, run_args, capsys):
@@ -77,14 +103,63 @@ def test_a_run_whose_checkpoints_are_all_corrupted_is_not_restarted_silently(tmp
         rank_file(checkpoint, 0).write_bytes(b"garbage")
     rows = read_rows(run)
     err = fails(["--resume", str(run), "train.total_steps=800"], capsys)
-    assert "every checkpoint in" in err and "corrupted" in err
+    assert "every checkpoint in" in err and "corrupted" in err and "rank0.pt does not match its sha256" in err
     assert read_rows(run) == rows
 
 
-def test_checkpoints_record_the_sha256_of_every_rank_file(tmp_path, run_args):
+def test_a_checkpoint_is_recorded_with_the_sha256_of_every_rank_file(tmp_path, run_args):
     train.main(run_args("r", "train.total_steps=300", "run.gif=false"))
     (checkpoint,) = list_checkpoints(tmp_path / "r", 1)
-    assert digest_file(rank_file(checkpoint, 0)).read_text().strip() == sha256(rank_file(checkpoint, 0))
+    assert sorted(path.name for path in checkpoint.iterdir()) == [RECORD_FILE, "rank0.pt"]
+    record = json.loads(record_file(checkpoint).read_text())
+    assert record == {"world_size": 1, "env_steps": 300, "sha256": {"rank0.pt": sha256(rank_file(checkpoint, 0))}}
+
+
+KILLS = {  # (save, call): the step of the newest complete checkpoint after the kill (None: none)
+    (1, 3): None,  # the first save: its rank file in place, no record yet
+    (2, 1): 50,  # the second save (at 100), before its rank file is in place
+    (2, 3): 50,  # between the rank file and the record
+    (2, 6): 100,  # after the record
+    (2, 8): 100,  # pruning the checkpoint at 50, before its record goes
+    (2, 9): 100,  # pruning, its record gone, its rank file not yet
+}
+
+
+@pytest.mark.parametrize("save, call", list(KILLS))
+def test_a_save_killed_anywhere_resumes_from_the_newest_complete_checkpoint(tmp_path, capsys, save, call):
+    """SIGKILL at the call-th file system step (os.fsync, os.replace, os.unlink) of a run's save-th
+    save (tests/kill_save.py); keep_checkpoints=1, so a save prunes the one before it."""
+    args = train_args(tmp_path, "r", "train.checkpoint_every=50", "train.eval_every=50", "train.keep_checkpoints=1",
+                      "train.total_steps=100", "run.gif=false")[1:]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KILL_SAVE": str(save), "KILL_CALL": str(call)}
+    killed = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_save.py"), *args], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    run, step = tmp_path / "r", KILLS[save, call]
+    resume = ["--resume", str(run), "train.total_steps=150", "run.progress=false", "run.gif=false"]
+    if step is None:
+        assert latest_good_checkpoint(run) is None
+        assert "no complete checkpoint" in fails(resume, capsys)
+        return
+    assert latest_good_checkpoint(run) == checkpoint_dir(run, step)
+    capsys.readouterr()
+    train.main(resume)
+    warning = capsys.readouterr().err
+    assert ("passed over ckpt_000000000100" in warning) == (step == 50) and warning.count("\n") <= 1
+    assert steps(run) == [0, 50, 100, 150]
+    assert checkpoint_dirs(run) == list_checkpoints(run, 1) == [checkpoint_dir(run, 150)]  # leftovers pruned
+
+
+def test_a_two_rank_run_keeps_exactly_its_checkpoints_each_recorded_by_both_ranks(tmp_path):
+    """Rank 0 prunes only after every rank's file of the new checkpoint is in place and recorded."""
+    overrides = ("--mode", "data", "train.total_steps=400", "train.checkpoint_every=50", "train.keep_checkpoints=2")
+    result = torchrun(2, *train_args(tmp_path, "r", *overrides, "run.gif=false"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "r"
+    assert checkpoint_dirs(run) == list_checkpoints(run, 2) == [checkpoint_dir(run, 350), checkpoint_dir(run, 400)]
+    for checkpoint in checkpoint_dirs(run):
+        assert sorted(path.name for path in checkpoint.iterdir()) == [RECORD_FILE, "rank0.pt", "rank1.pt"]
+        assert verify(checkpoint).world_size == 2
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path, run_args, capsys):
@@ -98,7 +173,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path, run_args, 
                 torch.save({"learner": RunsCode(marker)}, f)
             else:
                 pickle.dump({"learner": RunsCode(marker)}, f, protocol=2)  # the protocol torch's legacy files use
-        digest_file(rank_file(checkpoint, 0)).write_text(sha256(rank_file(checkpoint, 0)))  # a consistent sha256
+        record_as_is(checkpoint)  # a consistent sha256
         err = fails(["--resume", str(run), "train.total_steps=600"], capsys)
         assert "unsupported GLOBAL posix.system" in err and "nothing in it ran" in err
         assert not marker.exists()
@@ -190,7 +265,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, r
     assert "adversary_0's critic loss is nan at env step 400: the run stops and keeps its last good checkpoint" in err
     run = tmp_path / "r"
     (checkpoint,) = list_checkpoints(run, 1)
-    assert checkpoint.name == "ckpt_000000000300" and not corrupted_ranks(checkpoint, 1)
+    assert checkpoint.name == "ckpt_000000000300" and verify(checkpoint).env_steps == 300
     state = load_checkpoint(checkpoint, 0)["learner"]
     assert all(torch.isfinite(v).all() for net in ("actor", "critic") for v in state[net].values())
     assert steps(run) == [0, 200, 400]
@@ -199,8 +274,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, r
 def test_a_nan_parameter_is_never_checkpointed(tmp_path, run_args, capsys, monkeypatch):
     evaluate, evaluations = train.evaluate, []
 
-    def evaluate_then_poison(learner, env, seed):
-        result = evaluate(learner, env, seed)
+    def evaluate_then_poison(learner, *rest):
+        result = evaluate(learner, *rest)
         evaluations.append(1)
         if len(evaluations) == 4:  # the row at 600 is clean; the checkpoint at 600 comes next
             with torch.no_grad():
@@ -306,7 +381,9 @@ def test_ranks_with_run_directories_of_their_own_stop_rather_than_start_again(tm
     assert "the nodes do not share the run directory" in result.stderr
     rows = steps(tmp_path / "node0" / "r")
     assert rows[:2] == [0, 200] and rows == sorted(set(rows))  # nothing dropped, nothing started again
-    assert [c.name for c in list_checkpoints(tmp_path / "node0" / "r", 1)] == ["ckpt_000000000300"]
+    node0 = tmp_path / "node0" / "r"
+    assert checkpoint_dirs(node0) == [checkpoint_dir(node0, 300)]
+    assert read_record(checkpoint_dir(node0, 300)).world_size == 2  # both files listed, rank 1's on its own disk
 
 
 def test_an_error_on_one_rank_stops_every_rank_with_its_code_and_rank_0_says_it_once(tmp_path):
@@ -317,7 +394,6 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_code_and_rank_0_says_it_
     (checkpoint,) = list_checkpoints(run, 2)
     rank1 = rank_file(checkpoint, 1)
     state = load_checkpoint(checkpoint, 1)
-    digest_file(rank1).unlink()  # a file with no sha256 is taken as it is
     resume = ("train.py", "--resume", str(run), "train.total_steps=600", "run.progress=false", "run.gif=false")
     for damage, code, message in [
         ("garbage", 2, "rank1.pt is not a readable checkpoint"),
@@ -332,6 +408,7 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_code_and_rank_0_says_it_
         else:
             state["learner"]["critic"]["layers.0.weight"][0] = float("nan")
             torch.save(state, rank1)
+        record_as_is(checkpoint)  # the damage was done before the save was recorded
         result = torchrun(2, *resume)
         assert result.stderr.count("error: ") == 1 and message in result.stderr, result.stderr[-3000:]
         assert result.stderr.count(f"exitcode  : {code} (pid") == 2, result.stderr[-3000:]

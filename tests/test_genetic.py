@@ -7,15 +7,16 @@ import torch
 
 import train
 from conftest import ROOT, fails, torchrun, toy_config, toy_learner, train_args
-from maddpg import evaluate, evaluation
+from maddpg import evaluate, evaluation, seeding
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.config import GeneticConfig, Mode, Schedule
+from maddpg.config import GeneticConfig, Mode, Schedule, load_config
 from maddpg.distributed import Comm
 from maddpg.envs import make_env
+from maddpg.errors import ConfigError
 from maddpg.genetic import (
+    Fitness,
     Population,
     best_rank,
-    fitness_measure,
     hyperparameters,
     pbt_plan,
     set_hyperparameters,
@@ -23,7 +24,9 @@ from maddpg.genetic import (
 )
 from maddpg.learner import Maddpg
 from maddpg.metrics import SYNCS_FILE, read_rows
+from maddpg.modes import placement
 from maddpg.networks import StackedMLP
+from maddpg.pretrained import PREDATORS_DIR, shipped_prey
 
 
 def test_constant_schedule_syncs_every_period():
@@ -70,11 +73,65 @@ def test_hyperparameters_round_trip_into_the_optimizers_and_the_noise():
     assert learner.actor_opt.param_groups[0]["lr"] == 2e-3 and learner.critic_opt.param_groups[0]["lr"] == 3e-4
 
 
-def test_fitness_is_the_mean_of_the_last_window_of_evaluations():
-    population = Population(GeneticConfig(fitness_window=2), None, toy_learner(), seed=0)
-    population.history.extend([10.0, 20.0, 40.0])
-    assert population.fitness() == 30.0
+def test_a_sync_is_due_once_a_learner_has_taken_its_period_of_env_steps():
+    population = Population(GeneticConfig(), None, toy_learner(), 0, lambda round_: 0.0)
     assert population.due(5000) and not population.due(4999)
+
+
+def genetic_learner(rank: int = 0, world_size: int = 1, *overrides: str):
+    """Genetic learner `rank` as train.py builds it (64x2 networks, as the shipped predators), its
+    fitness measure and its population part."""
+    cfg = toy_config("mode=genetic", "maddpg.hidden=[64,64]", *overrides)
+    comm = Comm(rank=rank, world_size=world_size)
+    _, eval_env, learner, _ = train.build(cfg, torch.device("cpu"), placement(cfg, comm))
+    measure = Fitness(cfg, comm, learner, eval_env)
+    return learner, measure, Population(cfg.genetic, comm, learner, cfg.train.seed, measure)
+
+
+def shipped_predators(learner: Maddpg) -> None:
+    """The learner's predators become the shipped ones (trained against a random prey)."""
+    trained = evaluate.load_trained(PREDATORS_DIR / "random_prey_8m", 0).actors.rows()
+    learner.actor.load_rows(torch.cat([trained, learner.actor.rows()[len(trained) :]]))
+
+
+@pytest.mark.parametrize("opponent, prey", [("own", "learn"), ("own", "random"), ("pool", "flee")])
+def test_fitness_is_measured_afresh_at_every_sync(opponent, prey):
+    """Two syncs with no evaluation between them: the second scores the predators the learner holds then."""
+    learner, _, population = genetic_learner(0, 1, f"genetic.fitness_opponent={opponent}", f"prey.mode={prey}")
+    untrained = population.sync(env_steps=5000, steps_per_learner=5000)
+    shipped_predators(learner)
+    trained = population.sync(env_steps=10000, steps_per_learner=10000)
+    assert trained["fitness"][0] > untrained["fitness"][0] + 50, (untrained["fitness"], trained["fitness"])
+    assert (untrained["fitness_env_steps"], trained["fitness_env_steps"]) == ([5000], [10000])
+
+
+@pytest.mark.parametrize("opponent", ["own", "random"])
+def test_every_learner_of_a_round_meets_the_same_draws_and_training_streams_stay_apart(opponent):
+    """Learners with the same predators but training streams of their own (genetic ranks 0 and 1, the
+    same initial weights) get the same fitness against a random prey, and measuring draws nothing from
+    their training streams."""
+    overrides = ("genetic.diverse_init=false", "prey.mode=random", f"genetic.fitness_opponent={opponent}")
+    learners = [genetic_learner(rank, 2, *overrides) for rank in (0, 1)]
+    streams = [str(learner.prey.state_dict()) for learner, _, _ in learners]
+    fitness = [[measure(round_) for round_ in (0, 1)] for _, measure, _ in learners]
+    assert fitness[0] == fitness[1] and fitness[0][0] != fitness[0][1], fitness  # keyed by the round
+    assert [str(learner.prey.state_dict()) for learner, _, _ in learners] == streams
+
+
+def test_with_a_prey_that_does_not_learn_pool_is_own():
+    """Every learner faces the same prey: pool measures each learner against it, as own does."""
+    fitness = []
+    for opponent in ("pool", "own"):
+        learner, measure, _ = genetic_learner(0, 1, "prey.mode=random", f"genetic.fitness_opponent={opponent}")
+        shipped_predators(learner)
+        fitness.append(measure(3))
+    assert fitness[0] == fitness[1] > 0
+
+
+def test_a_saved_config_with_the_retired_fitness_window_still_loads_but_a_new_one_may_not_set_it():
+    assert load_config(base={"genetic": {"fitness_window": 3, "sync_every": 700}}).genetic.sync_every == 700
+    with pytest.raises(ConfigError, match=r"genetic\.fitness_window"):
+        load_config(None, ["genetic.fitness_window=3"])
 
 
 def test_critic_sync_and_pbt_round_on_three_ranks():
@@ -93,6 +150,7 @@ def test_a_three_learner_genetic_run_logs_its_sync_rounds(tmp_path):
     assert [s["round"] for s in syncs] == [0, 1, 2] and [s["next_sync"] for s in syncs] == [180, 270, 360]
     for sync in syncs:
         assert sync["winner"] == best_rank(sync["fitness"]) and len(sync["fitness"]) == 3
+        assert sync["fitness_env_steps"] == [sync["env_steps"]] * 3  # measured at the sync, by every learner
         assert sync["bytes_sent"] > 0 and sync["seconds"] > 0
     rows = read_rows(run)
     assert [r["env_steps"] for r in rows] == [0, 300, 600, 900]
@@ -127,31 +185,29 @@ def trained_learner(tmp_path, *overrides):
     )
     cfg = toy_config("mode=genetic", *overrides)
     env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes))
-    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator())
+    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator(), torch.Generator(),
+                     discrete=cfg.env.discrete)  # fmt: skip
     learner.load_state_dict(load_checkpoint(list_checkpoints(tmp_path / "one", 1)[-1], 0)["learner"])
     return cfg, env, learner
 
 
-@pytest.mark.parametrize("opponent", ["weak", "strong", "random", "own"])
-def test_fitness_scores_the_predators_against_the_chosen_opponent(tmp_path, opponent):
-    cfg, env, learner = trained_learner(tmp_path, f"genetic.fitness_opponent={opponent}")
-    measure = fitness_measure(cfg, Comm(), learner, env)
-    if opponent == "own":
-        assert measure is None  # the learner's own evaluation rows
-        return
-    population = Population(cfg.genetic, Comm(), learner, cfg.train.seed, measure)
-    fitness = population.fitness()
-    assert population.fitness() == fitness  # the same start states, and a random prey's same draws, every sync
-    if opponent != "random":  # the evaluation command's own path: the run's predators against that prey
-        actors = evaluate.trained_actors(list_checkpoints(tmp_path / "one", 1)[-1], cfg, Mode.genetic, 0, env)
-        judge = evaluate.build_learner(cfg, actors, opponent, env, cfg.train.seed)
-        assert fitness == pytest.approx(evaluation.evaluate(judge, env, cfg.train.seed)["predator_return"])
-
-
-def test_with_a_prey_that_does_not_learn_the_pool_is_each_learners_own_evaluations(tmp_path):
-    cfg = toy_config("mode=genetic", "prey.mode=random")
-    assert cfg.genetic.fitness_opponent == "pool"  # the default
-    assert fitness_measure(cfg, Comm(), None, None) is None
+@pytest.mark.parametrize(
+    "opponent, actions",
+    [("weak", "continuous"), ("strong", "continuous"), ("random", "continuous"), ("own", "continuous"),
+     ("weak", "discrete"), ("strong", "discrete")],
+)  # fmt: skip
+def test_fitness_scores_the_predators_against_the_chosen_opponent(tmp_path, opponent, actions):
+    """As the evaluation command plays the run's predators against that prey (discrete runs: the discrete
+    shipped prey), on the round's streams."""
+    cfg, env, learner = trained_learner(tmp_path, f"genetic.fitness_opponent={opponent}", f"env.actions={actions}")
+    measure = Fitness(cfg, Comm(), learner, env)
+    fitness = measure(3)
+    assert measure(3) == fitness  # the same start states, and a random prey's same draws, for a round
+    prey = {"own": "learned", "random": "random"}.get(opponent) or shipped_prey(opponent, actions)
+    actors = evaluate.trained_actors(list_checkpoints(tmp_path / "one", 1)[-1], cfg, Mode.genetic, 0, env)
+    judge = evaluate.build_learner(cfg, actors, prey, env)
+    expected = evaluation.evaluate(judge, env, cfg.train.seed, 3, purpose=seeding.FITNESS)["predator_return"]
+    assert fitness == pytest.approx(expected)
 
 
 def test_pool_fitness_is_each_learners_predators_against_every_learners_prey(tmp_path):
@@ -162,6 +218,7 @@ def test_pool_fitness_is_each_learners_predators_against_every_learners_prey(tmp
     assert result.returncode == 0, result.stderr[-3000:]
     (sync,) = read_rows(tmp_path / "gen", SYNCS_FILE)
     assert sync["fitness_opponent"] == "pool" and read_rows(tmp_path / "gen")[-1]["fitness_opponent"] == "pool"
+    assert sync["fitness_env_steps"] == [200, 200]
     cfg = toy_config("mode=genetic")
     env = make_env(replace(cfg.env, n_envs=cfg.train.eval_episodes))
     checkpoint = list_checkpoints(tmp_path / "gen", 2)[-1]
@@ -174,8 +231,8 @@ def test_pool_fitness_is_each_learners_predators_against_every_learners_prey(tmp
             mixed.load_state_dict({key: torch.cat([actors[rank].state_dict()[key][:k],
                                                    actors[prey_rank].state_dict()[key][k:]])
                                    for key in mixed.state_dict()})  # fmt: skip
-            judge = evaluate.build_learner(cfg, mixed, "learned", env, cfg.train.seed)
-            returns.append(evaluation.evaluate(judge, env, cfg.train.seed)["predator_return"])
+            judge = evaluate.build_learner(cfg, mixed, "learned", env)
+            returns.append(evaluation.evaluate(judge, env, cfg.train.seed, 0)["predator_return"])
         assert sync["fitness"][rank] == pytest.approx(sum(returns) / 2)
 
 

@@ -230,4 +230,4 @@ def test_a_process_holds_consecutive_learning_agents():
     """The learner indexes its agents with a slice (a view); every mode places consecutive agents."""
     toy_learner()  # all four
     with pytest.raises(ValueError, match="consecutive"):
-        Maddpg([6, 6, 6, 5], 5, 4, toy_learner().cfg, None, torch.Generator(), agents=[0, 2])
+        Maddpg([6, 6, 6, 5], 5, 4, toy_learner().cfg, None, torch.Generator(), torch.Generator(), agents=[0, 2])

@@ -12,7 +12,16 @@ the trajectory like a new seed) still passes.
 Recalibrated with the world-state buffer (the trajectories changed), continuous seeds 0-2
 reached 64.5, 68.0 and 65.5. With discrete actions (env.actions=discrete, the Gumbel-softmax
 update) seeds 0-3 reached 87.5, 114.0, 117.5 and 123.0, and with the actor loss's sign
-flipped 9.5 and 5.0 (seeds 0, 1): the same threshold separates them.
+flipped 9.5 and 5.0 (seeds 0, 1).
+
+Recalibrated again once evaluations and the updates' Gumbel noise drew from streams of their
+own (a random prey's training draws no longer follow the evaluations', and discrete updates
+no longer share exploration's stream: new trajectories). Seeds 0-4 reached 31.0, 135.5, 64.0,
+168.0 and 108.0 (continuous) and 79.5, 89.0, 69.5, 125.5 and 124.5 (discrete); with the actor
+loss's sign flipped, 2.5 and 12.5 (continuous, seeds 0, 1) and 6.5 and 5.5 (discrete); untrained
+predators scored 0-18. Seed 0's continuous run, the one this test trains, is the slowest
+learner of the ten, so the threshold sits at 25: below every working seed, above every broken
+or untrained run.
 """
 
 import subprocess
@@ -23,7 +32,7 @@ import pytest
 from conftest import ROOT
 from maddpg.metrics import read_rows
 
-THRESHOLD = 40.0  # mean predator return over the last three evaluations, either action type
+THRESHOLD = 25.0  # mean predator return over the last three evaluations, either action type
 ACTIONS = ("continuous", "discrete")
 
 

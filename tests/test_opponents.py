@@ -5,11 +5,11 @@ import torch
 
 import train
 from conftest import assert_same_weights, learner_state, unmeasured
-from maddpg.buffer import ReplayBuffer, States
+from maddpg.buffer import MixedBuffer, ReplayBuffer, States
 from maddpg.config import ConfigError, EnvConfig, load_config
 from maddpg.learner import Maddpg
 from maddpg.metrics import read_rows
-from maddpg.opponents import MixedBuffer, MixedPrey
+from maddpg.opponents import MixedPrey
 from maddpg.twin import Observer
 
 ENV = EnvConfig()  # 3 predators, 1 prey, 2 obstacles: observations of 16 (predators) and 14 (prey)
@@ -66,7 +66,7 @@ def test_critic_targets_bootstrap_with_the_prey_whose_batch_it_is():
     prey, buffer = mixture()
     buffer.add(transitions(9))
     cfg = load_config(None, ["maddpg.hidden=[8,8]"]).maddpg
-    learner = Maddpg([16, 16, 16, 14], 5, 3, cfg, prey, torch.Generator().manual_seed(0))
+    learner = Maddpg([16, 16, 16, 14], 5, 3, cfg, prey, torch.Generator(), torch.Generator())
     for _ in range(3):
         batch = buffer.sample(4)
         expected = 2 * 0.1 * (prey.turn + 1)

@@ -37,7 +37,7 @@ def test_critic_targets_use_the_loaded_prey_not_a_random_init(tmp_path):
     saved = write_prey(tmp_path / "prey.pt")
     prey = load_prey(str(tmp_path / "prey.pt"), EnvConfig(), obs_dim=16, act_dim=5, device="cpu")
     cfg = load_config(None, ["maddpg.hidden=[8,8]"]).maddpg
-    learner = Maddpg(list(OBS_DIMS), 5, 3, cfg, prey, torch.Generator().manual_seed(0))
+    learner = Maddpg(list(OBS_DIMS), 5, 3, cfg, prey, torch.Generator(), torch.Generator())
     next_obs = random_batch(9, OBS_DIMS).next_obs
     target_prey_action = learner.target_actions(next_obs)[:, 3]
     expected = saved(next_obs[:, 3:].transpose(0, 1)).transpose(0, 1)[:, 0]

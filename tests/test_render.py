@@ -15,7 +15,7 @@ def test_an_episode_becomes_a_gif(tmp_path, backend):
     cfg = toy_config(f"env.backend={backend}", "env.max_cycles=6", "prey.mode=learn")
     env = make_env(cfg.env)
     torch.manual_seed(0)
-    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator())
+    learner = Maddpg(env.obs_dims, env.act_dim, cfg.n_learners, cfg.maddpg, None, torch.Generator(), torch.Generator())
     states = record_episode(learner, cfg.env, seed=0)
     assert len(states) == cfg.env.max_cycles + 1
     frames = render_states(states, cfg.env)

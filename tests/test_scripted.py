@@ -84,7 +84,7 @@ def test_the_suite_plays_the_runs_predators_and_the_greedy_team_against_every_pr
             assert value["ci95"][0] <= value["mean"] <= value["ci95"][1]
     env = evaluate.load_trained(tmp_path / "run", 0).cfg.env  # the greedy team plays the run's episodes
     greedy = evaluation.evaluate_episodes(Team(GreedyTeam(env), StillPrey(), 3), make_env(replace(env, n_envs=10)),
-                                        summary["seed"])  # fmt: skip
+                                        summary["seed"], evaluate.EVAL_INDEX)  # fmt: skip
     assert summary["suite"]["still"]["greedy"]["predator_return"]["mean"] == pytest.approx(
         greedy["predator_return"].mean().item()
     )

@@ -23,6 +23,7 @@ def fingerprints(seed: int, rank: int) -> dict[str, tuple[float, ...]]:
     draws = {
         "initial weights": learner.actor.rows()[0, :4],
         "exploration": torch.rand(4, generator=learner.generator),
+        "update noise": torch.rand(4, generator=learner.update_generator),
         "prey actions": learner.prey.act(prey_obs).flatten()[:4],
         "prey target actions": learner.prey.target_act(prey_obs).flatten()[:4],
         "replay samples": torch.randint(buffer.capacity, (4,), generator=buffer.generator).float(),
@@ -42,7 +43,8 @@ def test_no_two_seeds_and_ranks_share_a_stream_or_initial_weights():
 
 
 def test_ranks_that_must_agree_start_alike():
-    """Data replicas start from the same weights and explore apart; model-mode ranks draw the same numbers."""
+    """Data replicas start from the same weights and explore apart; model-mode ranks draw the same numbers,
+    acting and updating."""
 
     def learners(mode: str, world_size: int) -> list:
         cfg = load_config(SMOKE, [f"mode={mode}"], world_size=world_size)
@@ -52,3 +54,4 @@ def test_ranks_that_must_agree_start_alike():
     assert torch.equal(data[0].actor.rows(), data[1].actor.rows())
     assert not torch.equal(*(torch.rand(4, generator=learner.generator) for learner in data))
     assert torch.equal(*(torch.rand(4, generator=learner.generator) for learner in model))
+    assert torch.equal(*(torch.rand(4, generator=learner.update_generator) for learner in model))
