@@ -13,8 +13,9 @@
         train.py --mode data run.name=NAME                      # restarted on failure (see maddpg/elastic.py)
 
 Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
-config.yaml, metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/ (a file
-per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usable as
+config.yaml, provenance.jsonl (the commit, PyTorch build, CPU and threads of each start and
+resume: maddpg/provenance.py), metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/
+(a file per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usable as
 prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync). Only rank 0 writes,
 except each rank's own checkpoint file. Under --max-restarts a restarted job continues its run
 directory from the latest checkpoint that matches its sha256s (maddpg/elastic.py). Bad input stops
@@ -37,7 +38,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from maddpg import elastic, seeding
+from maddpg import elastic, provenance, seeding
 from maddpg.buffer import MixedBuffer, ReplayBuffer, states
 from maddpg.checkpoint import (
     CHECKPOINT_VERSION,
@@ -313,7 +314,8 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
 
 def open_metrics(cfg: Config, start: Start, progress: Progress, comm: Comm) -> MetricsLog | None:
     """Rank 0 creates the run directory (or says how an elastic restart continues it), writes config.yaml
-    and opens the metrics log -> the log (None on other ranks). Every rank waits for the directory."""
+    and this segment's provenance row, and opens the metrics log -> the log (None on other ranks). Every
+    rank waits for the directory."""
     metrics = None
     if comm.is_main:
         run_dir = start.run_dir
@@ -324,6 +326,7 @@ def open_metrics(cfg: Config, start: Start, progress: Progress, comm: Comm) -> M
             origin = start.checkpoint or "env step 0 (no checkpoint was written)"
             print(f"elastic restart {elastic.restart_count()}: {run_dir} continues from {origin}", file=sys.stderr)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        provenance.record(run_dir, progress.env_steps, comm.device, comm.world_size)
         # A continued run keeps the rows up to its checkpoint; with none to resume from, none of them.
         resume_step = (progress.env_steps if start.checkpoint else -1) if start.continued else None
         metrics = MetricsLog(run_dir, resume_step=resume_step)

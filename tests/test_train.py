@@ -11,6 +11,7 @@ import train
 from conftest import ROOT, assert_same_weights, learner_state, toy_config, unmeasured
 from maddpg.checkpoint import list_checkpoints, load_checkpoint
 from maddpg.metrics import read_rows
+from maddpg.provenance import PROVENANCE_FILE
 
 
 @pytest.mark.parametrize("backend", ["torch", "mpe2"])
@@ -65,6 +66,10 @@ def test_resume_continues_exactly(tmp_path, run_args, backend):
     assert [r["env_steps"] for r in halves] == [0, 200, 400, 600]
     assert unmeasured(halves) == unmeasured(straight)
     assert halves[: len(rows_before)] == rows_before
+    segments = read_rows(tmp_path / "halves", PROVENANCE_FILE)  # what each segment ran on
+    assert [row["env_steps"] for row in segments] == [0, 300]
+    assert all(row["torch"] == torch.__version__ and row["threads"] == torch.get_num_threads() for row in segments)
+    assert all(row["commit"] is None or len(row["commit"]) == 40 for row in segments)
 
 
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path, run_args):
