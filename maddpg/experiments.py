@@ -37,6 +37,9 @@ uniform random prey, on the same start states for every run (seed OPPONENT_SEED)
 opponents.json in the run and summarised per figure in <figure>_opponents.json, so arms trained against
 different prey are compared against the same opponents.
 
+`--retable DIR` runs nothing: it recomputes the tests of every table of the figures' report in DIR
+from the run scores the tables hold, when the statistics change (maddpg/stats.py).
+
 `--earlier DIR` completes a report with the arms of an earlier one whose runs are no longer on disk
 (its <figure>_steps_per_learner.json and <figure>_opponents.json in DIR, e.g. docs/figures/full_budget):
 their per-run scores and CPU hours join the tables and tests, their curves are not redrawn, and each
@@ -436,6 +439,25 @@ def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: boo
     (grid.out / f"{figure}_opponents.json").write_text(json.dumps(opponents, indent=2) + "\n")
 
 
+def retable(directory: Path, figure: str) -> None:
+    """Recompute every table of `figure`'s report in `directory` from the run scores it holds, with
+    today's statistics (plot.score_table): the runs and their scores stay, the tests are redone."""
+    paths = sorted(directory.glob(f"{figure}_*.json"))
+    if not paths:
+        raise ConfigError(f"--retable {directory}: no {figure}_*.json there; pass the folder of a report")
+    for path in paths:
+        report_ = json.loads(path.read_text())
+        tables = report_["opponents"] if "opponents" in report_ else {"arms": report_["arms"]}
+        for name, rows in tables.items():
+            against = [arm for arm in AGAINST if any(row["group"] == arm for row in rows)]
+            tables[name] = plot.score_table({row["group"]: row["scores"] for row in rows}, against)
+        report_ |= {"opponents": tables} if "opponents" in report_ else tables
+        path.write_text(json.dumps(report_, indent=2) + "\n")
+        print(f"{path}:")
+        for name, rows in tables.items():
+            print(plot.markdown(rows, name))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=list(BUDGETS), default="short", help="the grid's defaults (see above)")
@@ -449,7 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="+", default=[], metavar="key=value", help="overrides for every run")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--earlier", type=Path, metavar="DIR", help="take arms not run here from its report (above)")
+    parser.add_argument("--retable", type=Path, metavar="DIR", help="redo the tests of DIR's tables; run nothing")
     args = parser.parse_args(argv)
+    if args.retable:
+        with command_errors():
+            for figure in args.figures:
+                retable(args.retable, figure)
+        return
     budget = BUDGETS[args.budget]
     changes = {"steps_per_learner": args.steps_per_learner, "learners": args.learners, "eval_every": args.eval_every,
                "seeds": tuple(args.seeds) if args.seeds else None}  # fmt: skip

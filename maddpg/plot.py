@@ -11,9 +11,12 @@ a group's label names the config keys on which the groups differ, or those given
 order. Each group's curve is the mean over its runs, with a 95% percentile-bootstrap band
 over runs, on the x values that all its runs reached (wall-clock is interpolated). The table
 scores each run by the mean of its last `--last` evaluations; per group it gives the mean and
-the interquartile mean with rliable's 95% stratified-bootstrap CIs, and tests the group against
-each `--against` group (default: the first) with Welch's t-test, a permutation test and rliable's
-probability of improvement (maddpg/stats.py). `--metric population_mean_predator_return` scores a
+the interquartile mean with rliable's 95% stratified-bootstrap intervals (narrow at a few seeds)
+and the mean's t-interval, and tests the group against each `--against` group (default: the
+first): the difference with its Welch t-interval, Welch's t-test, an exact permutation test,
+Hedges' g and rliable's probability of improvement (maddpg/stats.py). The tests against one
+group are read together: every p-value is also given Holm-corrected over them, and a group
+`differs` when both its corrected p-values fall below 0.05. `--metric population_mean_predator_return` scores a
 genetic run by the mean over its learners, and a one-learner run by its own predator_return.
 `--until X` drops evaluations past X on the x axis, so the table compares the arms there. The
 figure is written to --out, the table printed and written beside it as JSON.
@@ -35,7 +38,7 @@ from omegaconf import OmegaConf
 
 from maddpg.errors import ConfigError, command_errors
 from maddpg.metrics import read_rows
-from maddpg.stats import bootstrap_ci, compare, improvement, summarise
+from maddpg.stats import bootstrap_ci, compare, holm, improvement, summarise
 
 X_AXES = {  # --x choice: (metrics-row key, axis label)
     "steps_per_learner": ("env_steps_per_learner", "env steps per learner"),
@@ -122,38 +125,50 @@ def table(groups: dict[str, list[Run]], metric: str, last: int, against: list[st
 
 
 def score_table(scores: dict[str, list[float]], against: list[str] | None = None) -> list[dict]:
-    """A row per group of scores (one per run): the scores, their mean and IQM with 95% CIs (rliable),
-    and the tests of the group against each group in `against` (default: the first)."""
+    """A row per group of scores (one per run): the scores, their mean and IQM with 95% intervals
+    (stats.summarise), and the tests of the group against each group in `against` (default: the
+    first). The tests against one group are read together, as one family (e.g. every strategy
+    against the control): each p-value is also Holm-corrected over its family; `differs`: both
+    corrected p-values below ALPHA (Welch's alone would take a difference the permutation test does
+    not see)."""
     against = against or list(scores)[:1]
     rows = []
     for label, values in scores.items():
         row = {"group": label, "runs": len(values), "scores": values} | summarise(values)
-        row["tests"] = {}
-        for other in against:
-            if other != label and len(values) > 1 and len(scores[other]) > 1:
-                test = compare(values, scores[other]) | improvement(values, scores[other])
-                row["tests"][other] = test | {"differs": test["welch_p"] < ALPHA}
+        tested = [other for other in against if other != label and len(values) > 1 and len(scores[other]) > 1]
+        row["tests"] = {other: compare(values, scores[other]) | improvement(values, scores[other]) for other in tested}
         rows.append(row)
+    for other in against:
+        family = [row["tests"][other] for row in rows if other in row["tests"]]
+        for name in ("welch_p", "permutation_p"):
+            for test, corrected in zip(family, holm([test[name] for test in family]), strict=True):
+                test[f"{name}_holm"] = corrected
+        for test in family:
+            test["differs"] = max(test["welch_p_holm"], test["permutation_p_holm"]) < ALPHA
     return rows
 
 
 def markdown(rows: list[dict], score: str) -> str:
-    """The table, its scores described by `score`; each test reads `difference (Welch p, permutation p;
-    P(improvement))`."""
+    """The table, its scores described by `score`; each test reads `difference [Welch t-interval] (Welch
+    p, permutation p; Holm-corrected, the larger; Hedges' g; P(improvement))`."""
     against = [row["group"] for row in rows if any(row["group"] in other["tests"] for other in rows)]
     lines = [
-        f"| group | runs | {score}: mean [95% CI] | IQM [95% CI] | "
+        f"| group | runs | {score}: mean [95% bootstrap] [95% t] | IQM [95% bootstrap] | "
         + " | ".join(f"vs {other}" for other in against)
         + " |",
         "|---|---|---|---|" + "---|" * len(against),
     ]
     for row in rows:
         cells = [row["group"], str(row["runs"])]
-        cells += [f"{row[k]:.1f} [{row[f'{k}_ci95'][0]:.1f}, {row[f'{k}_ci95'][1]:.1f}]" for k in ("mean", "iqm")]
+        (low, high), (t_low, t_high) = row["mean_ci95"], row["mean_ci95_t"]
+        cells.append(f"{row['mean']:.1f} [{low:.1f}, {high:.1f}] [{t_low:.1f}, {t_high:.1f}]")
+        cells.append(f"{row['iqm']:.1f} [{row['iqm_ci95'][0]:.1f}, {row['iqm_ci95'][1]:.1f}]")
         for other in against:
             test = row["tests"].get(other)
             cells.append("" if test is None else (
-                f"{test['difference']:+.1f} (p {test['welch_p']:.3f}, {test['permutation_p']:.3f}; "
+                f"{test['difference']:+.1f} [{test['difference_ci95_t'][0]:+.1f}, {test['difference_ci95_t'][1]:+.1f}] "
+                f"(p {test['welch_p']:.3f}, {test['permutation_p']:.3f}; "
+                f"Holm {max(test['welch_p_holm'], test['permutation_p_holm']):.3f}; g {test['hedges_g']:+.2f}; "
                 f"P(>) {test['probability_of_improvement']:.2f})" + (" differs" if test["differs"] else "")
             ))  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")

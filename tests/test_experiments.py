@@ -11,7 +11,7 @@ import pytest
 
 import train
 from conftest import ROOT, wait_for_rows
-from maddpg import experiments
+from maddpg import experiments, plot
 from maddpg.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from maddpg.errors import ConfigError
 from maddpg.experiments import EXPERIMENTS
@@ -172,3 +172,23 @@ def test_a_background_driver_stopped_by_kill_stops_its_run_and_starts_no_other(a
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 1 and f"{run} stopped; rerun to resume it" in stderr, stderr[-3000:]
     assert list_checkpoints(run, 2 if arm == "genetic" else 1) and not (tmp_path / f"{arm}_weak_prey_s1").exists()
+
+
+def test_retable_redoes_a_reports_tests_from_its_scores_and_runs_nothing(tmp_path, capsys):
+    scores = {"baseline": [1.0, 2.0, 3.0], "genetic": [11.0, 12.0, 13.0], "nosync": [2.0, 3.0, 4.0]}
+    stale = [
+        {"group": arm, "scores": values, "tests": {"baseline": {"welch_p": 0.5}}} for arm, values in scores.items()
+    ]
+    report = {"figure": "fig4_weak_prey", "cpu_hours": {"baseline": 1.0}, "arms": stale}
+    (tmp_path / "fig4_weak_prey_steps_per_learner.json").write_text(json.dumps(report))
+    opponents = report | {"opponents": {"weak": stale, "random": stale}}
+    del opponents["arms"]
+    (tmp_path / "fig4_weak_prey_opponents.json").write_text(json.dumps(opponents))
+    experiments.main(["--retable", str(tmp_path), "--figures", "fig4_weak_prey"])
+    expected = plot.score_table(scores, ["baseline", "nosync", "genetic"])
+    tables = json.loads((tmp_path / "fig4_weak_prey_steps_per_learner.json").read_text())
+    assert tables["arms"] == json.loads(json.dumps(expected)) and tables["cpu_hours"] == {"baseline": 1.0}
+    retabled = json.loads((tmp_path / "fig4_weak_prey_opponents.json").read_text())["opponents"]
+    assert retabled == {"weak": tables["arms"], "random": tables["arms"]}
+    assert "Holm" in capsys.readouterr().out  # the tables, printed
+    assert len(list(tmp_path.iterdir())) == 2  # no run folder: nothing ran

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from conftest import toy_config
 from maddpg import plot, stats
@@ -125,3 +126,38 @@ def test_summaries_and_improvements_are_the_same_call_after_call():
     first = stats.summarise(a), stats.improvement(a, b)
     assert (stats.summarise(a), stats.improvement(a, b)) == first
     assert np.random.random() == untouched  # the caller's global stream is left where it was
+
+
+def test_holm_adjusts_p_values_read_together():
+    # sorted 0.01, 0.03, 0.04, nan (as 1): 4 x 0.01, then max(0.04, 3 x 0.03), max(0.09, 2 x 0.04), 1
+    assert stats.holm([0.01, 0.04, 0.03, float("nan")]) == pytest.approx([0.04, 0.09, 0.09, 1.0])
+    assert stats.holm([]) == []
+
+
+def test_compare_gives_the_welch_interval_an_exact_permutation_p_and_hedges_g():
+    low, high = [1.0, 2.0, 3.0, 4.0, 5.0], [11.0, 12.0, 13.0, 14.0, 15.0]
+    test = stats.compare(high, low)
+    assert test["difference"] == 10.0 and test["permutation_p"] == pytest.approx(2 / 252)  # 2 of C(10, 5) splits
+    half = scipy.stats.t.ppf(0.975, 8) * np.sqrt(2.5 / 5 + 2.5 / 5)  # equal variances: Welch's df is 8
+    assert test["difference_ci95_t"] == pytest.approx([10.0 - half, 10.0 + half])
+    # pooled sd 1, difference -3, Hedges' correction 1 - 3 / (4 * 6 - 9)
+    assert stats.hedges_g(np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0])) == pytest.approx(-3 * 0.8)
+
+
+def test_the_t_interval_covers_the_mean_where_a_percentile_bootstrap_falls_short_at_5_seeds():
+    samples = np.random.default_rng(0).normal(10.0, 3.0, size=(2000, 5))
+    t = np.array([stats.t_interval(sample) for sample in samples])
+    boot_low, boot_high = bootstrap_ci(samples, resamples=2000)
+    t_cover = np.mean((t[:, 0] <= 10.0) & (t[:, 1] >= 10.0))
+    boot_cover = np.mean((boot_low <= 10.0) & (boot_high >= 10.0))
+    assert 0.93 < t_cover < 0.97 and 0.78 < boot_cover < 0.88
+
+
+def test_a_group_differs_only_when_both_corrected_p_values_say_so():
+    """At 3 seeds a side Welch's p can be tiny while the permutation test cannot go below 0.1."""
+    rows = plot.score_table({"a": [1.0, 1.1, 0.9], "b": [5.0, 5.1, 4.9], "c": [1.0, 1.2, 0.8]})
+    b, c = rows[1]["tests"]["a"], rows[2]["tests"]["a"]
+    assert b["welch_p"] < 0.001 and b["permutation_p"] == pytest.approx(0.1) and not b["differs"]
+    # b and c against a are one family of two: Holm doubles the smaller p and leaves the larger (1)
+    assert b["welch_p_holm"] == pytest.approx(2 * b["welch_p"]) and c["welch_p_holm"] == pytest.approx(c["welch_p"])
+    assert rows[0]["mean_ci95_t"][0] < 1.0 < rows[0]["mean_ci95_t"][1]
