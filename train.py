@@ -18,7 +18,7 @@ resume: maddpg/provenance.py), metrics.jsonl (one row per evaluation), tensorboa
 (a file per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usable as
 prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync). Only rank 0 writes,
 except each rank's own checkpoint file. Under --max-restarts a restarted job continues its run
-directory from the latest checkpoint that matches its sha256s (maddpg/elastic.py). Bad input stops
+directory from its newest complete checkpoint (maddpg/elastic.py, maddpg/checkpoint.py). Bad input stops
 every rank with one line and exit code 2; a NaN or Inf loss or parameter with exit code 3. Ctrl-C
 (SIGINT) or SIGTERM, to the whole job or to any one rank, stops every rank at the end of the episode
 under way, with a checkpoint, one line saying how to resume, and exit code 130 or 143 (maddpg/stop.py).
