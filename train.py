@@ -16,7 +16,8 @@ Every key, its type and its default are in maddpg/config.py. A run writes runs/<
 config.yaml, provenance.jsonl (the commit, PyTorch build, CPU and threads of each start and
 resume: maddpg/provenance.py), metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/
 (a file per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usable as
-prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync). Only rank 0 writes,
+prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync) and best_learner.json (the
+learner to keep, maddpg/genetic.py). Only rank 0 writes,
 except each rank's own checkpoint file. Under --max-restarts a restarted job continues its run
 directory from its newest complete checkpoint (maddpg/elastic.py, maddpg/checkpoint.py). Bad input stops
 every rank with one line and exit code 2; a NaN or Inf loss or parameter with exit code 3. Ctrl-C
@@ -27,6 +28,7 @@ under way, with a checkpoint, one line saying how to resume, and exit code 130 o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -43,19 +45,21 @@ from maddpg.buffer import MixedBuffer, ReplayBuffer, states
 from maddpg.checkpoint import (
     CHECKPOINT_VERSION,
     RECORD_FILE,
+    checkpoint_dir,
     latest_good_checkpoint,
     load_checkpoint,
     rank_checkpoints,
     require_one_directory,
     save_atomic,
     save_checkpoint,
+    write_atomic,
 )
 from maddpg.config import Config, Mode, PreyMode, check_resumable, load_config, load_yaml, to_dict, to_yaml
 from maddpg.distributed import Comm, exit_process, on_main, setup, teardown, together, world_size_from_env
 from maddpg.envs import VecEnv, make_env
 from maddpg.errors import ConfigError, exit_on_error
-from maddpg.evaluation import evaluate
-from maddpg.genetic import Fitness, Population
+from maddpg.evaluation import SUITE, evaluate
+from maddpg.genetic import BEST_LEARNER_FILE, Fitness, Population, select_best
 from maddpg.guard import stop_on_nonfinite_parameter
 from maddpg.learner import Maddpg, Prey, exploration_scale
 from maddpg.metrics import MetricsLog, Tally, read_rows
@@ -222,6 +226,8 @@ def build(cfg: Config, device: torch.device, place: Placement) -> tuple[VecEnv, 
     if place.serves_updates:
         return env, eval_env, learner, None  # pipeline learners get their batches from rank 0
     capacity = cfg.maddpg.buffer_size * place.population // place.replicas
+    if cfg.mode == Mode.genetic and cfg.genetic.share_experience:
+        capacity *= place.population  # every learner's transitions: as far back per learner as alone
     return env, eval_env, learner, replay_buffer(cfg, env, prey, capacity, streams)
 
 
@@ -288,6 +294,7 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
     if cfg.mode == Mode.genetic:
         measure = together(comm, lambda: Fitness(cfg, comm, learner, eval_env))  # loads a shipped prey
         population = Population(cfg.genetic, comm, learner, cfg.train.seed, measure)
+        buffer = population.shared(buffer)
     checkpoints.parts |= {"buffer": buffer, "tally": tally, "progress": progress}
     checkpoints.parts |= {} if population is None else {"population": population}
     if start.checkpoint is not None:
@@ -309,6 +316,8 @@ def run(cfg: Config, args: argparse.Namespace, comm: Comm) -> int:
             print(stopped_line(stopped_by, progress.env_steps, start.run_dir, comm.world_size), file=sys.stderr)
         return exit_code(stopped_by)
     finish(cfg, start.run_dir, env, learner, comm)
+    if population is not None:
+        name_best_learner(cfg, start.run_dir, progress.env_steps, learner, comm)
     return 0
 
 
@@ -379,6 +388,19 @@ def finish(cfg: Config, run_dir: Path, env: VecEnv, learner: Maddpg, comm: Comm)
         rows = read_rows(run_dir)
         plot_learning_curve(rows, run_dir / "learning_curve.png")
         print(summary_line(rows[-1], cfg))
+
+
+def name_best_learner(cfg: Config, run_dir: Path, env_steps: int, learner: Maddpg, comm: Comm) -> None:
+    """Genetic mode: the population's best learner at the final checkpoint (genetic.select_best), written
+    to best_learner.json, which `python -m maddpg.evaluate RUN` plays by default. Every rank takes part."""
+    env = make_env(replace(cfg.env, n_envs=cfg.genetic.select_episodes), learner.device)
+    best = select_best(cfg, comm, learner, env)
+    if comm.is_main:
+        best = {"rank": best["rank"], "checkpoint": checkpoint_dir(run_dir, env_steps).name, "env_steps": env_steps,
+                **best}  # fmt: skip
+        write_atomic(run_dir / BEST_LEARNER_FILE, lambda path: path.write_text(json.dumps(best, indent=2) + "\n"))
+        mean = best["learners"][best["rank"]]["mean"]
+        print(f"best learner: rank {best['rank']}, predator_return {mean:.1f} (mean over {', '.join(SUITE)} prey)")
 
 
 class Loop:
@@ -509,6 +531,9 @@ class Loop:
         self.tally.add_episodes(episode_return)
         episode_return.zero_()
         p.episode += 1
+        if self.population is not None:
+            with self.tally.timer("sync"):
+                self.population.end_episode()
         late = bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
         signum, late = self.updates.agree([self.stop.signum, int(late)])
         if p.env_steps >= p.next_checkpoint:

@@ -145,6 +145,12 @@ class GeneticConfig:
     max_period: int = 40_000
     quantile: float = 0.25  # pbt: the bottom ceil(P * quantile) learners copy one of the top as many
     perturb: list[float] = field(default_factory=lambda: [0.8, 1.2])  # pbt: factors drawn for each hyperparameter
+    # Every learner's buffer also receives the others' transitions, all-gathered at every episode end,
+    # whatever the strategy; its buffer then holds P * maddpg.buffer_size, as far back per learner as alone.
+    share_experience: bool = False
+    # At the end, every learner's predators play this many noise-free episodes against each prey of
+    # evaluation.SUITE, on start states of their own, and the best is named in best_learner.json.
+    select_episodes: int = 100
 
 
 @dataclass
@@ -389,6 +395,7 @@ def validate_world(cfg: Config, world_size: int) -> None:
             f"genetic.min_period ({g.min_period}) exceeds genetic.max_period ({g.max_period})",
         )
         _require(0 < g.quantile <= 0.5, f"genetic.quantile must be in (0, 0.5], got {g.quantile}")
+        _require(g.select_episodes >= 1, f"genetic.select_episodes must be >= 1, got {g.select_episodes}")
         _require(
             len(g.perturb) >= 1 and min(g.perturb) > 0, f"genetic.perturb must list positive factors, got {g.perturb}"
         )

@@ -15,7 +15,8 @@ differ by their predators alone (the training loop's evaluation at env step S ha
 maddpg/evaluation.py). `--suite` plays the run's predators against every prey of SUITE (the
 scripted still, random and fleeing prey, and the shipped weak and strong prey), each beside the
 greedy team (maddpg/scripted.py) on the same start states and a random prey's same draws, and
-prints the table (default --out: suite.json).
+prints the table (default --out: suite.json). A genetic run's learner is `--rank`, by default the
+one the run named best at that checkpoint (best_learner.json), else 0.
 """
 
 from __future__ import annotations
@@ -31,18 +32,17 @@ from maddpg.checkpoint import latest_good_checkpoint, load_checkpoint, require_c
 from maddpg.config import Config, Mode, PreyMode, load_config
 from maddpg.envs import VecEnv, make_env
 from maddpg.errors import ConfigError, command_errors
-from maddpg.evaluation import evaluate_episodes
+from maddpg.evaluation import SUITE, evaluate_episodes
+from maddpg.genetic import BEST_LEARNER_FILE
 from maddpg.learner import Maddpg, Prey
 from maddpg.networks import StackedMLP
 from maddpg.opponents import opponent as run_opponent
-from maddpg.pretrained import shipped_prey
+from maddpg.pretrained import for_actions
 from maddpg.prey import prey_policy
 from maddpg.render import record_episode, render_states, write_gif
 from maddpg.scripted import GreedyTeam, Team
 from maddpg.stats import bootstrap_ci
 
-SUITE = ("still", "random", "flee", "weak", "strong")  # the prey of --suite
-SHIPPED = ("weak", "strong")  # the shipped prey of the run's action type (pretrained.shipped_prey)
 EVAL_INDEX = 0  # the evaluation index of every evaluation by this command (evaluation.evaluate_episodes)
 
 
@@ -118,57 +118,76 @@ class Trained:
 
     checkpoint: Path
     env_steps: int
+    rank: int  # genetic mode: the learner whose actors these are
     cfg: Config  # the run's, for one process on the CPU
     actors: StackedMLP
 
 
-def load_trained(target: Path, rank: int) -> Trained:
+def learner_rank(checkpoint: Path, rank: int | None) -> int:
+    """`rank` when given; else the learner that a genetic run named best at this checkpoint (its
+    best_learner.json: maddpg/genetic.py, select_best), else 0."""
+    if rank is not None:
+        return rank
+    named = checkpoint.parent.parent / BEST_LEARNER_FILE
+    if named.is_file():
+        best = json.loads(named.read_text())
+        if best["checkpoint"] == checkpoint.name:
+            return best["rank"]
+    return 0
+
+
+def load_trained(target: Path, rank: int | None = None) -> Trained:
     """The latest checkpoint of a run (or the checkpoint named), complete (every rank file matching the
-    sha256 its record lists) -> its actors (genetic: learner `rank`'s)."""
+    sha256 its record lists) -> its actors (genetic: learner `rank`'s, by default the best: learner_rank)."""
     checkpoint = latest_checkpoint(target)
+    rank = learner_rank(checkpoint, rank)
     fix = "restore it (shipped predators: git checkout maddpg/pretrained_predators) or evaluate another checkpoint"
     require_complete(checkpoint, fix)
     state = load_checkpoint(checkpoint, 0)
     cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
     actors = trained_actors(checkpoint, cfg, Mode(state["config"]["mode"]), rank, make_env(cfg.env))
-    return Trained(checkpoint, state["progress"]["env_steps"], cfg, actors)
+    return Trained(checkpoint, state["progress"]["env_steps"], rank, cfg, actors)
 
 
 def evaluate_run(
-    target: Path, prey: str | None = None, seed: int | None = None, rank: int = 0, episodes: int = 100
+    target: Path, prey: str | None = None, seed: int | None = None, rank: int | None = None, episodes: int = 100
 ) -> tuple[dict, Maddpg, Config]:
-    """A run's predators (genetic: learner `rank`'s) in `episodes` noise-free episodes against `prey`
-    (default: the run's own; weak and strong: those of its action type) from the start states of
-    `seed` (default: the run's) -> (the summary, the learner that played, the run's config)."""
+    """A run's predators (genetic: learner `rank`'s, by default the best: learner_rank) in `episodes`
+    noise-free episodes against `prey` (default: the run's own; weak and strong: those of its action
+    type) from the start states of `seed` (default: the run's) -> (the summary, the learner that
+    played, the run's config)."""
     trained = load_trained(target, rank)
     cfg = trained.cfg
     prey = prey or default_prey(cfg)
-    prey = shipped_prey(prey, cfg.env.actions) if prey in SHIPPED else prey
+    prey = for_actions(prey, cfg.env.actions)
     seed = cfg.train.seed if seed is None else seed
     env = make_env(replace(cfg.env, n_envs=episodes))
     learner = build_learner(cfg, trained.actors, prey, env)
     summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "prey": prey, "seed": seed}
-    summary |= {"rank": rank, "episodes": episodes} | summarize(evaluate_episodes(learner, env, seed, EVAL_INDEX))
+    summary |= {"rank": trained.rank, "episodes": episodes}
+    summary |= summarize(evaluate_episodes(learner, env, seed, EVAL_INDEX))
     return summary, learner, cfg
 
 
-def suite(target: Path, seed: int | None = None, rank: int = 0, episodes: int = 100) -> dict:
-    """A run's predators against every prey of SUITE, each beside the greedy team (maddpg/scripted.py)
-    on the same start states (and a random prey's same draws) -> {"suite": {prey: {"predators":
-    summary, "greedy": summary}}, ...}. A discrete run plays the discrete shipped prey (weak_discrete,
-    strong_discrete); the scripted greedy team and prey play the argmax of their actions there."""
+def suite(target: Path, seed: int | None = None, rank: int | None = None, episodes: int = 100) -> dict:
+    """A run's predators (genetic: learner `rank`'s, by default the best: learner_rank) against every
+    prey of SUITE, each beside the greedy team (maddpg/scripted.py) on the same start states (and a
+    random prey's same draws) -> {"suite": {prey: {"predators": summary, "greedy": summary}}, ...}. A
+    discrete run plays the discrete shipped prey (weak_discrete, strong_discrete); the scripted greedy
+    team and prey play the argmax of their actions there."""
     trained = load_trained(target, rank)
     cfg = trained.cfg
     seed = cfg.train.seed if seed is None else seed
     env = make_env(replace(cfg.env, n_envs=episodes))
     results = {}
     for prey in SUITE:
-        prey = shipped_prey(prey, cfg.env.actions) if prey in SHIPPED else prey
+        prey = for_actions(prey, cfg.env.actions)
         predators = build_learner(cfg, trained.actors, prey, env)
         greedy = Team(GreedyTeam(cfg.env), opponent(prey, cfg, env), cfg.env.num_adversaries)
         results[prey] = {team: summarize(evaluate_episodes(player, env, seed, EVAL_INDEX))
                          for team, player in (("predators", predators), ("greedy", greedy))}  # fmt: skip
-    summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "seed": seed, "rank": rank}
+    summary = {"checkpoint": str(trained.checkpoint), "env_steps": trained.env_steps, "seed": seed,
+               "rank": trained.rank}  # fmt: skip
     return summary | {"episodes": episodes, "suite": results}
 
 
@@ -197,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--suite", action="store_true", help="against every prey of the suite, beside the greedy team")
     parser.add_argument("--seed", type=int, help="start states (default: the run's train.seed)")
-    parser.add_argument("--rank", type=int, default=0, help="genetic mode: which learner")
+    parser.add_argument("--rank", type=int, help="genetic mode: which learner (default: the best, else 0)")
     parser.add_argument("--gif", type=Path, help="also draw the first episode into this GIF")
     parser.add_argument("--out", type=Path, help="the JSON summary (default: RUN_DIR/evaluation.json or suite.json)")
     args = parser.parse_args(argv)

@@ -15,6 +15,9 @@ from maddpg.scripted import Team
 # opponents.json) are measured again when it changes. 2: the opponent draws from streams of the
 # evaluation's own (1: from the training prey's streams).
 PROTOCOL = 2
+# The common opponents a run's predators are judged against: the scripted still, random and fleeing
+# prey (maddpg/scripted.py) and the shipped weak and strong prey (maddpg/pretrained.py).
+SUITE = ("still", "random", "flee", "weak", "strong")
 
 
 @torch.no_grad()

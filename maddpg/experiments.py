@@ -1,9 +1,9 @@
-"""The study's experiments (Figs. 3-6): the run grid, its figures, and every arm's final predators
-against common opponents.
+"""The study's experiments (Figs. 3-6) and the population figures: the run grid, its figures, and every
+arm's final predators against common opponents.
 
-    python -m maddpg.experiments [--budget short|full] [--figures fig4_weak_prey ...] [--arms genetic ...]
-                                 [--steps-per-learner N] [--learners P] [--seeds 0 1 2] [--eval-every N]
-                                 [--jobs J] [--set key=value ...] [--out DIR] [--earlier DIR]
+    python -m maddpg.experiments [--budget short|full|population] [--figures fig4_weak_prey ...]
+                                 [--arms genetic ...] [--steps-per-learner N] [--learners P] [--seeds 0 1 2]
+                                 [--eval-every N] [--jobs J] [--set key=value ...] [--out DIR] [--earlier DIR]
 
 A budget sets the grid's defaults; every flag overrides its part:
 
@@ -14,37 +14,51 @@ A budget sets the grid's defaults; every flag overrides its part:
   into runs/figures_full. Checkpoints carry the replay buffer (one kept, a new one every 10 minutes
   of training), so a run stopped by Ctrl-C or a session's end resumes exactly where it was; a
   finished run's checkpoint drops its buffer.
+- `population`: the full budget at seeds 0-7, into runs/population.
 
-Each figure compares the arms (ARMS), every one a config in configs/experiments/ run once per seed:
-baseline, one learner with N env steps; genetic, P learners syncing the fittest critic (`torchrun`,
-P ranks), N env steps each; nosync, the same P learners never syncing (the control that tells
-"sharing the critic" from "P learners"); baseline_total, one learner given the P learners' total
-P * N env steps (equal total compute); adaptive, genetic with rare early syncs and ever more frequent
-ones (the study's proposal). The sync period counts env steps per learner on any schedule: a sync
-shares what a learner learned from its experience, and the fast schedule changes the updates per env
-step, not the experience. Every process takes one thread (the default run.threads); `--jobs J` runs
-J runs at once. Runs are done in the order of the figures, then arms, then seeds; a finished run is
-kept and an interrupted one resumed, so the command can be repeated. Each run's CPU time is
-recorded per segment (segments.jsonl in its directory).
+The figures (`--figures`) default to the budget's: the population figures at the population budget,
+the study's Figs. 3-6 at the others.
+
+Each figure compares the arms (ARMS), every one a config in configs/experiments/ (with the arm's
+overrides, after the budget's) run once per seed: baseline, one learner with N env steps; genetic, P
+learners syncing the fittest critic, its fitness measured afresh at every sync (`torchrun`, P ranks), N
+env steps each; nosync, the same P learners never syncing (the control that tells "sharing the critic"
+from "P learners"); baseline_total, one learner given the P learners' total P * N env steps (equal
+total compute); adaptive, genetic with rare early syncs and ever more frequent ones (the study's
+proposal). The population figures' strategies beside genetic and nosync: genetic_optimizer, genetic
+sending the critic's Adam state too; pbt, population-based training (genetic.strategy=pbt); shared,
+nosync whose learners' buffers also receive each other's transitions (genetic.share_experience);
+pbt_shared, both. The sync period counts env steps per learner on any schedule: a sync shares what a
+learner learned from its experience, and the fast schedule changes the updates per env step, not the
+experience. Every process takes one thread (the default run.threads); `--jobs J` runs J runs at once.
+Runs are done in the order of the figures, then arms, then seeds; a finished run is kept and an
+interrupted one resumed, so the command can be repeated. Each run's CPU time is recorded per segment
+(segments.jsonl in its directory).
 
 A run's score is the mean over its learners of predator_return (population_mean_predator_return),
 averaged over its last evaluations (5 at the full budget, 3 at the short). Per figure, `maddpg.plot`
 draws the curves against env steps per learner and against total env steps (and, with --jobs 1,
 wall-clock), and writes the table beside each figure: per arm, mean and IQM with 95% CIs and the tests
-against the baseline, the no-sync control and the study's genetic arm (maddpg/stats.py). Then every
-run's final predators (each learner's) play 100 episodes against the shipped weak and strong prey and a
-uniform random prey, on the same start states for every run (seed OPPONENT_SEED), written to
-opponents.json in the run and summarised per figure in <figure>_opponents.json, so arms trained against
-different prey are compared against the same opponents.
+against the baseline, the no-sync control and the study's genetic arm (maddpg/stats.py); a population
+figure tests every strategy against the no-sync control alone, as one family. Then every run's final
+predators (each learner's) play 100 episodes against common opponents, on the same start states for
+every run (seed OPPONENT_SEED), cached in opponents.json in the run: the study's figures against the
+shipped weak and strong prey and a uniform random prey (OPPONENTS), each run scored by its learners'
+mean, in <figure>_opponents.json, so arms trained against different prey are compared against the same
+opponents. A population figure plays SUITE (still, random, flee, weak, strong) and scores its declared
+outcomes (OUTCOMES) in <figure>_outcomes.json: primary, the run's best learner (named by its
+best_learner.json, chosen on start states of its own; a run without one is refused) averaged over the
+five; secondary, that average over every learner. The JSON also holds each run's learners' scores,
+best rank, CPU hours and commits (provenance.jsonl); <figure>_opponents.json the best learner's tables.
 
 `--retable DIR` runs nothing: it recomputes the tests of every table of the figures' report in DIR
 from the run scores the tables hold, when the statistics change (maddpg/stats.py).
 
 `--earlier DIR` completes a report with the arms of an earlier one whose runs are no longer on disk
-(its <figure>_steps_per_learner.json and <figure>_opponents.json in DIR, e.g. docs/figures/full_budget):
-their per-run scores and CPU hours join the tables and tests, their curves are not redrawn, and each
-table names them under "earlier". An arm run now replaces the earlier one; a budget that differs from
-the earlier report's is refused.
+(its <figure>_steps_per_learner.json, <figure>_opponents.json and a population figure's
+<figure>_outcomes.json in DIR, e.g. docs/figures/full_budget): their per-run scores and CPU hours join
+the tables and tests, their curves are not redrawn, and each table names them under "earlier". An arm
+run now replaces the earlier one; a budget that differs from the earlier report's is refused.
 """
 
 from __future__ import annotations
@@ -63,6 +77,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from statistics import fmean
 from typing import NamedTuple, TypeVar
 
 from omegaconf import OmegaConf
@@ -72,9 +87,11 @@ from maddpg.checkpoint import Incomplete, checkpoint_dirs, drop_buffer, list_che
 from maddpg.config import leaves, load_config, load_yaml, to_dict
 from maddpg.errors import ConfigError, command_errors
 from maddpg.evaluate import evaluate_run
-from maddpg.evaluation import PROTOCOL
+from maddpg.evaluation import PROTOCOL, SUITE
+from maddpg.genetic import BEST_LEARNER_FILE
 from maddpg.metrics import read_rows
-from maddpg.pretrained import resolve_prey
+from maddpg.pretrained import SHIPPED, resolve_prey
+from maddpg.provenance import PROVENANCE_FILE
 
 ROOT = Path(__file__).parent.parent
 EXPERIMENTS = ROOT / "configs" / "experiments"
@@ -99,14 +116,14 @@ class Budget:
     out: str
 
 
+CHECKPOINTED = ("train.checkpoint_buffer=true", "train.keep_checkpoints=1", "train.checkpoint_minutes=10")
 BUDGETS = {
     "short": Budget(50_000, 2, (0, 1, 2), 1000, 3, None, (), "runs/figures"),
-    "full": Budget(
-        2_000_000, 4, (0, 1, 2, 3, 4), 20_000, 5, "configs/fast.yaml",
-        ("train.checkpoint_buffer=true", "train.keep_checkpoints=1", "train.checkpoint_minutes=10"),
-        "runs/figures_full",
+    "full": Budget(2_000_000, 4, (0, 1, 2, 3, 4), 20_000, 5, "configs/fast.yaml", CHECKPOINTED, "runs/figures_full"),
+    "population": Budget(
+        2_000_000, 4, tuple(range(8)), 20_000, 5, "configs/fast.yaml", CHECKPOINTED, "runs/population"
     ),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -114,22 +131,61 @@ class Arm:
     config: str  # configs/experiments/<config>_<setting>.yaml
     population: bool = False  # P learners on P ranks, N env steps each
     total_budget: bool = False  # one learner given the population's total, P * N env steps
+    overrides: tuple[str, ...] = ()  # laid over the config after the budget's
 
 
-ARMS = {
+STUDY_ARMS = {
     "baseline": Arm("baseline"),
     "genetic": Arm("genetic", population=True),
     "nosync": Arm("nosync", population=True),
     "baseline_total": Arm("baseline", total_budget=True),
     "adaptive": Arm("adaptive", population=True),
 }
-AGAINST = ("baseline", "nosync", "genetic")  # every arm is tested against these
-FIGURES = {  # figure: (title, setting, arms)
-    "fig3_baseline_weak_prey": ("Fig. 3: MADDPG vs the weak prey", "weak_prey", ("baseline",)),
-    "fig4_weak_prey": ("Fig. 4: the weak prey", "weak_prey", tuple(ARMS)),
-    "fig5_strong_prey": ("Fig. 5: the strong prey", "strong_prey", tuple(ARMS)),
-    "fig6_scratch": ("Fig. 6: predators and prey from scratch", "scratch", tuple(ARMS)),
+ARMS = STUDY_ARMS | {  # the population figures' strategies, beside the study's genetic arm and its control
+    "genetic_optimizer": Arm("genetic", population=True, overrides=("genetic.sync_optimizer=true",)),
+    "pbt": Arm("genetic", population=True, overrides=("genetic.strategy=pbt",)),
+    "shared": Arm("nosync", population=True, overrides=("genetic.share_experience=true",)),
+    "pbt_shared": Arm("genetic", population=True, overrides=("genetic.strategy=pbt", "genetic.share_experience=true")),
 }
+STRATEGIES = ("nosync", "genetic", "genetic_optimizer", "pbt", "shared", "pbt_shared")
+AGAINST = ("baseline", "nosync", "genetic")  # the study's figures test every arm against these
+
+
+class Figure(NamedTuple):
+    """A figure: its arms' curves on one setting, and their final predators against common opponents."""
+
+    title: str
+    setting: str  # configs/experiments/<config>_<setting>.yaml
+    arms: tuple[str, ...]
+    against: tuple[str, ...] = AGAINST  # every arm is tested against these
+    opponents: tuple[str, ...] = OPPONENTS  # the final predators play these
+    outcomes: bool = False  # a population figure: its declared outcomes (OUTCOMES), of its best and all learners
+
+
+def population_figure(title: str, setting: str) -> Figure:
+    """A figure of the population strategies, each tested against the no-sync control (one family), with
+    the declared outcomes on SUITE."""
+    return Figure(title, setting, STRATEGIES, against=("nosync",), opponents=SUITE, outcomes=True)
+
+
+FIGURES = {
+    "fig3_baseline_weak_prey": Figure("Fig. 3: MADDPG vs the weak prey", "weak_prey", ("baseline",)),
+    "fig4_weak_prey": Figure("Fig. 4: the weak prey", "weak_prey", tuple(STUDY_ARMS)),
+    "fig5_strong_prey": Figure("Fig. 5: the strong prey", "strong_prey", tuple(STUDY_ARMS)),
+    "fig6_scratch": Figure("Fig. 6: predators and prey from scratch", "scratch", tuple(STUDY_ARMS)),
+    "population_weak_prey": population_figure("A population against the weak prey", "weak_prey"),
+    "population_scratch": population_figure("A population from scratch", "scratch"),
+}
+OUTCOMES = {  # a population figure's, per run, from every learner's final evaluation against SUITE
+    "primary": "the best learner's predator_return, mean over the opponents",
+    "secondary": "the population's: each learner's predator_return, mean over the opponents, mean over the learners",
+}
+
+
+def default_figures(budget: str) -> list[str]:
+    """The figures run unless --figures names others: the population figures at the population budget, the
+    study's (Figs. 3-6) at the others."""
+    return [name for name, figure in FIGURES.items() if figure.outcomes == (budget == "population")]
 
 
 class RunStopped(Exception):
@@ -164,7 +220,7 @@ class Grid:
         spec, budget = ARMS[arm], self.budget
         ranks = budget.learners if spec.population else 1
         total = budget.steps_per_learner * (budget.learners if spec.population or spec.total_budget else 1)
-        overrides = [*schedule_overrides(budget.schedule), *budget.overrides]
+        overrides = [*schedule_overrides(budget.schedule), *budget.overrides, *spec.overrides]
         overrides += [f"train.eval_every={budget.eval_every * ranks}", f"train.seed={seed}", *self.set]
         config = EXPERIMENTS / f"{spec.config}_{setting}.yaml"
         return Planned(self.run_dir(arm, setting, seed), config, overrides, total, ranks)
@@ -305,8 +361,13 @@ def run_or_keep(
     return run_dir
 
 
+def run_cpu_hours(run_dir: Path) -> float:
+    """A run's CPU hours, every segment's (SEGMENTS_FILE), children included."""
+    return sum(row["cpu_s"] for row in read_rows(run_dir, SEGMENTS_FILE)) / 3600
+
+
 def cpu_hours(run_dirs: list[Path]) -> float:
-    return sum(row["cpu_s"] for run in run_dirs for row in read_rows(run, SEGMENTS_FILE)) / 3600
+    return sum(run_cpu_hours(run) for run in run_dirs)
 
 
 def interrupt(*_) -> None:
@@ -339,104 +400,193 @@ def run_all(tasks: dict[K, Callable[[Jobs], Path]], jobs: int) -> dict[K, Path]:
     return {key: future.result() for key, future in futures.items()}
 
 
-def final_evaluation(run_dir: Path) -> dict:
-    """Every learner of the run against each of OPPONENTS, OPPONENT_EPISODES episodes from the start
+def final_evaluation(run_dir: Path, opponents: tuple[str, ...]) -> dict:
+    """Every learner of the run against each of `opponents`, OPPONENT_EPISODES episodes from the start
     states of OPPONENT_SEED -> {opponent: {"learners": [mean predator_return per learner], "mean": ...}},
     cached in run_dir/opponents.json with what it was measured on (the checkpoint, the shipped prey's
-    sha256, the evaluation protocol), and measured again when any changed."""
+    sha256, the evaluation protocol): all measured again when any changed, and an opponent the cache
+    lacks measured and added to it (a run of the study's and a population figure: OPPONENTS in SUITE)."""
     checkpoint = list_checkpoints(run_dir)[-1]
     learners = read_record(checkpoint).world_size
-    shipped = {name: sha256(resolve_prey(name)) for name in OPPONENTS if name != "random"}
+    shipped = {name: sha256(resolve_prey(name)) for name in SHIPPED}
     measured_on = {"checkpoint": checkpoint.name, "episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED,
                    "protocol": PROTOCOL} | shipped  # fmt: skip
     cache = run_dir / OPPONENTS_FILE
     cached = json.loads(cache.read_text()) if cache.is_file() else {}
-    if cached.get("measured_on") == measured_on:
-        return cached["opponents"]
-    results = {}
-    for opponent in OPPONENTS:
+    results = cached["opponents"] if cached.get("measured_on") == measured_on else {}
+    missing = [opponent for opponent in opponents if opponent not in results]
+    for opponent in missing:
         returns = [
             evaluate_run(run_dir, opponent, OPPONENT_SEED, rank, OPPONENT_EPISODES)[0]["predator_return"]["mean"]
             for rank in range(learners)
         ]
-        results[opponent] = {"learners": returns, "mean": sum(returns) / len(returns)}
-    cache.write_text(json.dumps({"measured_on": measured_on, "opponents": results}, indent=2) + "\n")
-    return results
+        results[opponent] = {"learners": returns, "mean": fmean(returns)}
+    if missing:
+        cache.write_text(json.dumps({"measured_on": measured_on, "opponents": results}, indent=2) + "\n")
+    return {opponent: results[opponent] for opponent in opponents}
+
+
+def best_rank(run_dir: Path) -> int:
+    """The rank of a population run's best learner, as rank 0 chose it at the run's end on its final
+    checkpoint (BEST_LEARNER_FILE). A ConfigError naming the fix if the run has no such choice."""
+    path, final = run_dir / BEST_LEARNER_FILE, list_checkpoints(run_dir)[-1]
+    chosen = json.loads(path.read_text()) if path.is_file() else {}
+    if chosen.get("checkpoint") != final.name:
+        why = f"a {BEST_LEARNER_FILE} of {chosen['checkpoint']}" if chosen else f"no {BEST_LEARNER_FILE}"
+        launch = f"torchrun --standalone --nproc_per_node={read_record(final).world_size} train.py --resume {run_dir}"
+        raise ConfigError(f"{run_dir} has {why}, none of its final checkpoint {final.name} (an older version "
+                          f"trained it): resume it with `{launch}` to choose its best learner, or delete it to train "
+                          "it again")  # fmt: skip
+    return chosen["rank"]
+
+
+def run_record(run: plot.Run, final: dict) -> dict:
+    """A population run as its figure's outcomes state it: its folder, seed and best learner, every
+    learner's predator_return against each opponent (`final`: its final_evaluation), its outcomes
+    (OUTCOMES), CPU hours, and the code it ran (the distinct commit and dirty flag of its provenance rows)."""
+    learners = [dict(zip(final, scores, strict=True))
+                for scores in zip(*(result["learners"] for result in final.values()), strict=True)]  # fmt: skip
+    means = [fmean(learner.values()) for learner in learners]
+    rank = best_rank(run.path)
+    code = dict.fromkeys((row["commit"], row["dirty"]) for row in read_rows(run.path, PROVENANCE_FILE))
+    return {"run": run.path.name, "seed": run.config["train.seed"], "best_rank": rank, "learners": learners,
+            "primary": means[rank], "secondary": fmean(means), "cpu_hours": run_cpu_hours(run.path),
+            "provenance": [{"commit": commit, "dirty": dirty} for commit, dirty in code]}  # fmt: skip
+
+
+def report_tables(report_: dict) -> dict[str, list[dict]]:
+    """The tables of one of a figure's report JSONs by name: its curves' ("arms"), those against each
+    opponent, or those of each outcome; the very lists the JSON holds."""
+    tables = {"arms": report_["arms"]} if "arms" in report_ else {}
+    return tables | report_.get("opponents", {}) | report_.get("outcomes", {})
 
 
 @dataclass(frozen=True)
 class Earlier:
-    """An earlier report's arms, from its table JSONs: per arm, its runs' scores (the final score, and
-    against each of OPPONENTS) and CPU hours."""
+    """An earlier report's arms, from its table JSONs: per table (report_tables), its runs' scores per
+    arm, and every arm's CPU hours."""
 
     source: Path | None  # None: no earlier report
-    scores: dict[str, list[float]]
-    opponents: dict[str, dict[str, list[float]]]  # opponent: {arm: scores}
+    tables: dict[str, dict[str, list[float]]]  # table name: {arm: scores}
     cpu_hours: dict[str, float]
 
     @classmethod
     def none(cls) -> Earlier:
-        return cls(None, {}, {opponent: {} for opponent in OPPONENTS}, {})
+        return cls(None, {}, {})
+
+    def scores(self, table: str) -> dict[str, list[float]]:
+        return self.tables.get(table, {})
 
     @classmethod
     def load(cls, directory: Path, figure: str, budget: dict) -> Earlier:
         """The report of `figure` in `directory`; raises ConfigError if it is missing or its budget
         (but for its output folder) is not `budget`."""
-        paths = [directory / f"{figure}_{name}.json" for name in ("steps_per_learner", "opponents")]
+        names = ["steps_per_learner", "opponents", *(["outcomes"] if FIGURES[figure].outcomes else [])]
+        paths = [directory / f"{figure}_{name}.json" for name in names]
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
             raise ConfigError(f"--earlier {directory}: no {' or '.join(missing)}; pass the folder of an "
                               f"earlier `python -m maddpg.experiments` report of {figure}")  # fmt: skip
-        curves, opponents = (json.loads(path.read_text()) for path in paths)
-        theirs = curves["budget"]
+        reports = [json.loads(path.read_text()) for path in paths]
+        theirs = reports[0]["budget"]
         ours = json.loads(json.dumps(budget))  # tuples as the JSON's lists
         changed = [f"{key} {theirs.get(key)} there, {value} here" for key, value in ours.items()
                    if key != "out" and value != theirs.get(key)]  # fmt: skip
         if changed:
             raise ConfigError(f"--earlier {directory}: its {figure} had another budget ({'; '.join(changed)}); "
                               "pass the flags it was run with")  # fmt: skip
-        return cls(
-            directory,
-            {row["group"]: row["scores"] for row in curves["arms"]},
-            {name: {row["group"]: row["scores"] for row in rows} for name, rows in opponents["opponents"].items()},
-            curves["cpu_hours"],
-        )
+        tables = {name: {row["group"]: row["scores"] for row in rows}
+                  for report_ in reports for name, rows in report_tables(report_).items()}  # fmt: skip
+        return cls(directory, tables, reports[0]["cpu_hours"])
+
+
+@dataclass(frozen=True)
+class Report:
+    """A figure's report under way: where its JSONs go, what each states first (`context`), its arms in
+    order, and the earlier report that completes them."""
+
+    out: Path
+    figure: str
+    context: dict
+    order: list[str]  # the arms run here and the earlier report's, in the figure's order
+    earlier: Earlier
+
+    @property
+    def spec(self) -> Figure:
+        return FIGURES[self.figure]
+
+    def table(self, name: str, scores: dict[str, list[float]]) -> list[dict]:
+        """Table `name` (report_tables): plot.score_table of the runs' `scores` ({arm: one per run}), or
+        of the earlier report's for an arm not run here, each arm tested against the figure's references."""
+        earlier = self.earlier.scores(name)
+        against = [arm for arm in self.spec.against if arm in self.order]
+        return plot.score_table({arm: scores[arm] if arm in scores else earlier[arm] for arm in self.order}, against)
+
+    def write(self, name: str, record: dict) -> None:
+        """<figure>_<name>.json: the context, then `record`."""
+        (self.out / f"{self.figure}_{name}.json").write_text(json.dumps(self.context | record, indent=2) + "\n")
+
+
+def show(heading: str, rows: list[dict], score: str) -> None:
+    """A table, printed as markdown under its heading."""
+    print(f"\n{heading}")
+    print(plot.markdown(rows, score))
 
 
 def report(grid: Grid, figure: str, runs: dict[str, list[Path]], wall_clock: bool, earlier: Earlier) -> None:
-    """The figure's curves and tables (see the module's docstring), each table JSON with its axis and budget."""
-    title, _, _ = FIGURES[figure]
-    budget = grid.budget
-    kept = [arm for arm in ARMS if arm in earlier.scores and arm not in runs]
-    order = [arm for arm in ARMS if arm in runs or arm in kept]
+    """The figure's curves and tables (see the module's docstring), each table JSON with the budget."""
+    spec, budget = FIGURES[figure], grid.budget
+    order = [arm for arm in spec.arms if arm in runs or arm in earlier.scores("arms")]
+    kept = [arm for arm in order if arm not in runs]
     hours = {arm: cpu_hours(runs[arm]) if arm in runs else earlier.cpu_hours[arm] for arm in order}
-    context = {"figure": figure, "title": title, "budget": grid.record(), "metric": METRIC,
+    context = {"figure": figure, "title": spec.title, "budget": grid.record(), "metric": METRIC,
                "last_evaluations": budget.last, "cpu_hours": hours, "cpu_hours_total": sum(hours.values())}  # fmt: skip
     if kept:
         context["earlier"] = {"from": str(earlier.source), "arms": kept}  # in the tables, not in the curves
-    against = [arm for arm in AGAINST if arm in order]
-
-    def table(scores: dict[str, list[float]], earlier_scores: dict[str, list[float]]) -> list[dict]:
-        return plot.score_table({arm: scores[arm] if arm in runs else earlier_scores[arm] for arm in order}, against)
-
+    out = Report(grid.out, figure, context, order, earlier)
     loaded = {arm: [plot.load_run(path) for path in paths] for arm, paths in runs.items()}
     scores = {arm: [plot.final_score(run, METRIC, budget.last) for run in group] for arm, group in loaded.items()}
-    rows = table(scores, earlier.scores)
-    print(f"\n{title}: {METRIC}, mean of the last {budget.last} evaluations")
-    print(plot.markdown(rows, f"{METRIC}, mean of the last {budget.last} evaluations"))
+    rows = out.table("arms", scores)
+    score = f"{METRIC}, mean of the last {budget.last} evaluations"
+    show(f"{spec.title}: {score}", rows, score)
     for x in ("steps_per_learner", "total_steps", *(["wall_clock"] if wall_clock else [])):
-        out = grid.out / f"{figure}_{x}.png"
-        plot.plot(loaded, x, METRIC, out, title)
-        out.with_suffix(".json").write_text(json.dumps(context | {"axis": x, "arms": rows}, indent=2) + "\n")
-    finals = {arm: [final_evaluation(path) for path in paths] for arm, paths in runs.items()}
-    tables = {}
-    for opponent in OPPONENTS:
-        scores = {arm: [final[opponent]["mean"] for final in group] for arm, group in finals.items()}
-        tables[opponent] = table(scores, earlier.opponents[opponent])
-        print(f"\n{title}: final predators against the {opponent} prey, {OPPONENT_EPISODES} episodes")
-        print(plot.markdown(tables[opponent], f"predator_return over {OPPONENT_EPISODES} episodes"))
-    opponents = context | {"episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED, "opponents": tables}
-    (grid.out / f"{figure}_opponents.json").write_text(json.dumps(opponents, indent=2) + "\n")
+        plot.plot(loaded, x, METRIC, grid.out / f"{figure}_{x}.png", spec.title)
+        out.write(x, {"axis": x, "arms": rows})
+    finals = {arm: [final_evaluation(path, spec.opponents) for path in paths] for arm, paths in runs.items()}
+    if not spec.outcomes:
+        means = {arm: [{name: result["mean"] for name, result in final.items()} for final in group]
+                 for arm, group in finals.items()}  # fmt: skip
+        opponent_tables(out, means, "final predators")
+        return
+    records = {arm: [run_record(run, final) for run, final in zip(loaded[arm], finals[arm], strict=True)]
+               for arm in runs}  # fmt: skip
+    best = {arm: [record["learners"][record["best_rank"]] for record in group] for arm, group in records.items()}
+    opponent_tables(out, best, "the best learner")
+    outcome_tables(out, records)
+
+
+def opponent_tables(out: Report, scores: dict[str, list[dict[str, float]]], predators: str) -> None:
+    """Per opponent of the figure, the table of the runs' `predators` against it (`scores`: {arm: per
+    run {opponent: predator_return}}), printed and written to <figure>_opponents.json."""
+    spec, tables = out.spec, {}
+    for opponent in spec.opponents:
+        tables[opponent] = out.table(opponent, {arm: [run[opponent] for run in group] for arm, group in scores.items()})
+        show(f"{spec.title}: {predators} against the {opponent} prey, {OPPONENT_EPISODES} episodes",
+             tables[opponent], f"predator_return over {OPPONENT_EPISODES} episodes")  # fmt: skip
+    out.write("opponents", {"predators": predators, "episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED,
+                            "opponents": tables})  # fmt: skip
+
+
+def outcome_tables(out: Report, records: dict[str, list[dict]]) -> None:
+    """A population figure's declared outcomes (OUTCOMES): the table of each, printed and written to
+    <figure>_outcomes.json with every run's record (run_record)."""
+    spec, tables = out.spec, {}
+    for name, outcome in OUTCOMES.items():
+        tables[name] = out.table(name, {arm: [record[name] for record in group] for arm, group in records.items()})
+        show(f"{spec.title}: the {name} outcome, {outcome}", tables[name],
+             f"predator_return over {OPPONENT_EPISODES} episodes")  # fmt: skip
+    out.write("outcomes", {"episodes": OPPONENT_EPISODES, "seed": OPPONENT_SEED, "prey": list(spec.opponents),
+                           "declared": OUTCOMES, "outcomes": tables, "runs": records})  # fmt: skip
 
 
 def retable(directory: Path, figure: str) -> None:
@@ -447,11 +597,10 @@ def retable(directory: Path, figure: str) -> None:
         raise ConfigError(f"--retable {directory}: no {figure}_*.json there; pass the folder of a report")
     for path in paths:
         report_ = json.loads(path.read_text())
-        tables = report_["opponents"] if "opponents" in report_ else {"arms": report_["arms"]}
-        for name, rows in tables.items():
-            against = [arm for arm in AGAINST if any(row["group"] == arm for row in rows)]
-            tables[name] = plot.score_table({row["group"]: row["scores"] for row in rows}, against)
-        report_ |= {"opponents": tables} if "opponents" in report_ else tables
+        tables = report_tables(report_)
+        for rows in tables.values():
+            scores = {row["group"]: row["scores"] for row in rows}
+            rows[:] = plot.score_table(scores, [arm for arm in FIGURES[figure].against if arm in scores])
         path.write_text(json.dumps(report_, indent=2) + "\n")
         print(f"{path}:")
         for name, rows in tables.items():
@@ -461,7 +610,7 @@ def retable(directory: Path, figure: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=list(BUDGETS), default="short", help="the grid's defaults (see above)")
-    parser.add_argument("--figures", nargs="+", choices=list(FIGURES), default=list(FIGURES))
+    parser.add_argument("--figures", nargs="+", choices=list(FIGURES), help="default: the budget's (above)")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), help="only these arms (default: each figure's)")
     parser.add_argument("--steps-per-learner", type=int)
     parser.add_argument("--learners", type=int, help="the population arms' learners (ranks)")
@@ -473,9 +622,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--earlier", type=Path, metavar="DIR", help="take arms not run here from its report (above)")
     parser.add_argument("--retable", type=Path, metavar="DIR", help="redo the tests of DIR's tables; run nothing")
     args = parser.parse_args(argv)
+    figures = args.figures or default_figures(args.budget)
     if args.retable:
         with command_errors():
-            for figure in args.figures:
+            for figure in figures:
                 retable(args.retable, figure)
         return
     budget = BUDGETS[args.budget]
@@ -485,17 +635,18 @@ def main(argv: list[str] | None = None) -> None:
     grid = Grid(budget, args.out or ROOT / budget.out, tuple(args.set))
     with command_errors():
         earlier = {figure: Earlier.load(args.earlier, figure, grid.record()) if args.earlier else Earlier.none()
-                   for figure in args.figures}  # fmt: skip
-    arms = {figure: [a for a in FIGURES[figure][2] if args.arms is None or a in args.arms] for figure in args.figures}
-    plan = [(arm, FIGURES[f][1], seed) for f in args.figures for arm in arms[f] for seed in budget.seeds]
+                   for figure in figures}  # fmt: skip
+    arms = {figure: [a for a in FIGURES[figure].arms if args.arms is None or a in args.arms] for figure in figures}
+    plan = [(arm, FIGURES[f].setting, seed) for f in figures for arm in arms[f] for seed in budget.seeds]
     with command_errors():  # before any run starts: every folder that exists holds the run asked for
         for key in plan:
             require_same_run(*grid.plan(*key))
     done = run_all({key: partial(grid.run, *key) for key in plan}, args.jobs)
-    for figure in args.figures:
-        setting = FIGURES[figure][1]
-        runs = {arm: [done[arm, setting, seed] for seed in budget.seeds] for arm in arms[figure]}
-        report(grid, figure, runs, wall_clock=args.jobs == 1, earlier=earlier[figure])
+    with command_errors():  # e.g. a population run without its best learner
+        for figure in figures:
+            setting = FIGURES[figure].setting
+            runs = {arm: [done[arm, setting, seed] for seed in budget.seeds] for arm in arms[figure]}
+            report(grid, figure, runs, wall_clock=args.jobs == 1, earlier=earlier[figure])
 
 
 if __name__ == "__main__":

@@ -11,9 +11,18 @@ and hyperparameters are all-gathered, then:
   The control arm: P learners in parallel without sharing anything.
 - strategy `pbt` (Population Based Training, as Ray Tune's): the bottom ceil(P * quantile)
   ranks each copy a whole learner (actor, critic, targets, optimizers, noise scale) from one of
-  the top as many, drawn at random, then multiply its actor and critic learning rates and its
-  exploration noise each by a factor drawn from `perturb` (default 0.8 or 1.2). A copy keeps
-  its own random streams, so the two learners explore differently from then on.
+  the top as many, drawn at random, then multiply its actor and critic learning rates, its targets'
+  soft-update rate tau (at most 1) and its exploration noise each by a factor drawn from `perturb`
+  (default 0.8 or 1.2). A copy keeps its own random streams, so the two learners explore
+  differently from then on.
+
+With `share_experience`, whatever the strategy, every learner's buffer also receives the others'
+transitions, all-gathered at every episode end (SharedExperience): each learns from P times the
+experience it collects, at the same updates per env step.
+
+At the end, the run names its best learner (`select_best`): every learner's predators play the
+common opponents (evaluation.SUITE) on start states of their own, none of which fitness or the
+training evaluations ever saw, and the best mean is written to best_learner.json.
 
 A learner's fitness is measured afresh at every sync, against `genetic.fitness_opponent`: its own
 prey (`own`, the study's), every learner's prey in turn (`pool`, the default: against a learning
@@ -40,15 +49,17 @@ import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from maddpg import seeding
+from maddpg.buffer import ReplayBuffer, States
 from maddpg.config import Config, FitnessOpponent, GeneticConfig, PreyMode, Schedule, Strategy
 from maddpg.distributed import Comm
 from maddpg.envs import VecEnv
-from maddpg.evaluation import evaluate
+from maddpg.evaluation import SUITE, evaluate
 from maddpg.learner import Maddpg, Prey
-from maddpg.pretrained import shipped_prey
-from maddpg.prey import FrozenPrey, RandomPrey, load_prey, prey_actor
+from maddpg.pretrained import for_actions
+from maddpg.prey import FrozenPrey, prey_actor, prey_policy
 
-HYPERPARAMETERS = ("actor_lr", "critic_lr", "noise_scale")  # what pbt perturbs, as logged
+HYPERPARAMETERS = ("actor_lr", "critic_lr", "tau", "noise_scale")  # what pbt perturbs, as logged
+BEST_LEARNER_FILE = "best_learner.json"  # in the run directory: select_best's choice at the final checkpoint
 STREAMS = ("generator", "update_generator")  # a learner's random streams, which a pbt copy does not take
 
 
@@ -75,14 +86,38 @@ def pbt_plan(fitness: Sequence[float], quantile: float, generator: torch.Generat
 
 def hyperparameters(learner: Maddpg) -> list[float]:
     """The values pbt perturbs, in HYPERPARAMETERS order."""
-    return [learner.actor_opt.param_groups[0]["lr"], learner.critic_opt.param_groups[0]["lr"], learner.noise_scale]
+    return [learner.actor_opt.param_groups[0]["lr"], learner.critic_opt.param_groups[0]["lr"], learner.tau,
+            learner.noise_scale]  # fmt: skip
+
+
+def perturbed(values: Sequence[float], factors: torch.Tensor) -> list[float]:
+    """pbt's new hyperparameters: `values` times `factors`, tau at most 1 (past it the targets would overshoot)."""
+    new = (torch.tensor(values, dtype=torch.float64) * factors).tolist()
+    tau = HYPERPARAMETERS.index("tau")
+    new[tau] = min(new[tau], 1.0)
+    return new
 
 
 def set_hyperparameters(learner: Maddpg, values: Sequence[float]) -> None:
-    actor_lr, critic_lr, learner.noise_scale = values
+    actor_lr, critic_lr, learner.tau, learner.noise_scale = values
     for optimizer, lr in ((learner.actor_opt, actor_lr), (learner.critic_opt, critic_lr)):
         for group in optimizer.param_groups:
             group["lr"] = lr
+
+
+def suite_prey(name: str, cfg: Config, env: VecEnv, device: torch.device) -> Prey:
+    """A prey that does not learn, by name (weak and strong: those of the run's action type). An
+    evaluation plays a copy of it on streams of its own: the streams it is built with are never drawn."""
+    unused = (torch.Generator(), torch.Generator())
+    return prey_policy(for_actions(name, cfg.env.actions), cfg.env, env.obs_dim, env.act_dim, device, unused)
+
+
+def judge(cfg: Config, env: VecEnv, learner: Maddpg) -> Maddpg:
+    """A Maddpg holding the predators' actors alone, to play them against any prey; copy the learner's
+    predator rows in (`actor.load_rows`) before each use. It never explores or updates: no stream is drawn."""
+    k = cfg.env.num_adversaries
+    return Maddpg(env.obs_dims, env.act_dim, k, cfg.maddpg, None, torch.Generator(), torch.Generator(), learner.device,
+                  discrete=cfg.env.discrete)  # fmt: skip
 
 
 class Fitness:
@@ -96,25 +131,18 @@ class Fitness:
 
     def __init__(self, cfg: Config, comm: Comm, learner: Maddpg, env: VecEnv):
         self.cfg, self.comm, self.learner, self.env = cfg, comm, learner, env
-        opponent, k = cfg.genetic.fitness_opponent, cfg.env.num_adversaries
+        opponent = cfg.genetic.fitness_opponent
         if opponent == FitnessOpponent.pool and cfg.prey.mode != PreyMode.learn:
             opponent = FitnessOpponent.own
         self.opponent, self.prey = opponent, self._prey(opponent)
-        # The predators' actors alone, for any other opponent than the learner's own prey; their
-        # weights are copied in at each measurement. It never explores or updates: no stream is drawn.
-        self.judge = None
-        if opponent != FitnessOpponent.own:
-            self.judge = Maddpg(env.obs_dims, env.act_dim, k, cfg.maddpg, None, torch.Generator(), torch.Generator(),
-                                learner.device, discrete=cfg.env.discrete)  # fmt: skip
+        # For any other opponent than the learner's own prey, the predators' actors alone (judge).
+        self.judge = None if opponent == FitnessOpponent.own else judge(cfg, env, learner)
 
     def _prey(self, opponent: FitnessOpponent) -> Prey | None:
         """The shipped prey or the random prey that `opponent` names; None for own and pool."""
-        if opponent in (FitnessOpponent.weak, FitnessOpponent.strong):
-            name = shipped_prey(opponent.value, self.cfg.env.actions)
-            return load_prey(name, self.cfg.env, self.env.obs_dim, self.env.act_dim, self.learner.device)
-        if opponent == FitnessOpponent.random:
-            return RandomPrey(self.env.act_dim, torch.Generator())  # each measurement plays it on its own streams
-        return None
+        if opponent in (FitnessOpponent.own, FitnessOpponent.pool):
+            return None
+        return suite_prey(opponent.value, self.cfg, self.env, self.learner.device)
 
     def __call__(self, round_: int) -> float:
         """This learner's fitness at sync `round_`."""
@@ -122,7 +150,7 @@ class Fitness:
             return self._predator_return(self.learner, None, round_)
         k = self.cfg.env.num_adversaries
         rows = self.learner.actor.rows()  # (n_learners, P): predators first
-        self.judge.actor.load_rows(rows[:k])
+        self.judge.actor.load_rows(rows[:k])  # the weights of now
         if self.opponent != FitnessOpponent.pool:
             return self._predator_return(self.judge, self.prey, round_)
         every_prey = self.comm.all_gather_agents(rows[None, k:])[0]  # (P * n_prey, P)
@@ -144,6 +172,20 @@ class Population:
         self.cfg, self.comm, self.learner, self.seed, self.measure = cfg, comm, learner, seed, measure
         self.round = 0
         self.next_sync = sync_period(cfg, 0)  # env steps per learner
+        self.experience: SharedExperience | None = None
+
+    def shared(self, buffer: ReplayBuffer) -> ReplayBuffer | SharedExperience:
+        """The buffer the learner fills and samples: with share_experience, one that also receives the
+        other learners' transitions at every episode end (`end_episode`); else `buffer` itself."""
+        if self.cfg.share_experience:
+            self.experience = SharedExperience(buffer, self.comm)
+            return self.experience
+        return buffer
+
+    def end_episode(self) -> None:
+        """Every rank together, at every episode end: share the episode's transitions (share_experience)."""
+        if self.experience is not None:
+            self.experience.share()
 
     def gather_evaluation(self, row: dict) -> dict:
         """Every rank's predator_return in this evaluation, their best and mean, as row fields. Every
@@ -179,7 +221,7 @@ class Population:
             factors = torch.tensor(self.cfg.perturb, dtype=torch.float64)
             for rank, source in plan.items():
                 draws = torch.randint(len(factors), (len(HYPERPARAMETERS),), generator=generator)
-                hypers[rank] = (torch.tensor(hypers[source], dtype=torch.float64) * factors[draws]).tolist()
+                hypers[rank] = perturbed(hypers[source], factors[draws])
             row["copies"] = {str(rank): source for rank, source in plan.items()}
             row["bytes_sent"] = self._copy_learners(plan, hypers[self.comm.rank])
         row["hyperparameters"] = [dict(zip(HYPERPARAMETERS, values, strict=True)) for values in hypers]
@@ -241,3 +283,58 @@ class Population:
 
     def load_state_dict(self, state: dict) -> None:
         self.round, self.next_sync = state["round"], state["next_sync"]  # older checkpoints' "history" is unused
+
+
+class SharedExperience:
+    """genetic.share_experience: this learner's replay buffer, which also receives every other learner's
+    transitions. What the learner collects goes into its buffer at once and into an outbox; at every
+    episode end (`share`, every rank together, before any checkpoint, so the outbox is empty in every
+    one) the outboxes are all-gathered and each learner adds the others', in rank order. The buffer
+    was built to hold P * maddpg.buffer_size transitions (train.build), so it reaches as far back in
+    env steps per learner as a learner's alone. Sampling, size and checkpoints are the buffer's."""
+
+    def __init__(self, buffer: ReplayBuffer, comm: Comm):
+        self.buffer, self.comm, self.outbox = buffer, comm, []
+        self.sample, self.nbytes = buffer.sample, buffer.nbytes
+        self.state_dict, self.load_state_dict = buffer.state_dict, buffer.load_state_dict
+
+    @property
+    def size(self) -> int:
+        return self.buffer.size
+
+    def add(self, batch: States) -> None:
+        self.buffer.add(batch)
+        self.outbox.append(batch)
+
+    def share(self) -> int:
+        """Every learner's transitions since the last share into every other learner's buffer -> the bytes
+        this rank received. Every rank holds as many (the same env copies, the same episode length)."""
+        mine = [torch.cat(field) for field in zip(*self.outbox, strict=True)]
+        self.outbox = []
+        flat = _flatten_dense_tensors([field.double() for field in mine])  # one message whatever the dtypes
+        every = self.comm.all_gather_agents(flat[None, None])[0]  # (P, numel)
+        for rank, row in enumerate(every):
+            if rank != self.comm.rank:
+                fields = _unflatten_dense_tensors(row, mine)
+                self.buffer.add(States(*(value.to(field.dtype) for value, field in zip(fields, mine, strict=True))))
+        return (len(every) - 1) * flat.numel() * flat.element_size()
+
+
+def select_best(cfg: Config, comm: Comm, learner: Maddpg, env: VecEnv) -> dict:
+    """The population's best learner, chosen at the end of a run: every learner's predators play
+    `env.n_envs` (genetic.select_episodes) noise-free episodes against each prey of SUITE, from start
+    states seeded by (train.seed, SELECT), which neither the training evaluations nor fitness ever
+    use; the prey's draws are keyed by that seed too. Every rank calls it together -> {"rank": the best
+    mean's (ties: the lowest), "learners": [{prey: mean predator_return, ..., "mean": ...} per rank]}."""
+    seed = seeding.derive_seeds(cfg.train.seed, seeding.SELECT)[0]
+    predators = judge(cfg, env, learner)
+    predators.actor.load_rows(learner.actor.rows()[: cfg.env.num_adversaries])
+    returns = []
+    for name in SUITE:
+        prey = suite_prey(name, cfg, env, learner.device)
+        returns.append(evaluate(predators, env, seed, 0, prey, seeding.SELECT)["predator_return"])
+    mine = torch.tensor([[returns]], dtype=torch.float64, device=learner.device)
+    table = comm.all_gather_agents(mine)[0].tolist()  # (P, len(SUITE))
+    learners = [dict(zip(SUITE, row, strict=True)) | {"mean": sum(row) / len(row)} for row in table]
+    return {"rank": best_rank([scores["mean"] for scores in learners]), "episodes": env.n_envs, "seed": seed,
+            "opponents": list(SUITE), "learners": learners}  # fmt: skip

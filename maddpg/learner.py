@@ -161,6 +161,7 @@ class Maddpg:
         self.local = torch.arange(len(self.agents), device=device)[:, None]
         self.updates = 0
         self.noise_scale = 1.0  # multiplies the Gaussian exploration noise (genetic mode's pbt tunes it)
+        self.tau = cfg.tau  # the targets' soft-update rate (genetic mode's pbt tunes it)
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -283,7 +284,7 @@ class Maddpg:
     @torch.no_grad()
     def soft_update(self) -> None:
         """target <- tau * online + (1 - tau) * target, for the local critics and every learner's actor."""
-        tau = self.cfg.tau
+        tau = self.tau
         torch._foreach_lerp_(self.target_critic_params, self.critic_params, tau)
         online_actors = self.gather(self.actor.rows()[None])[0]  # (n_learners, P): one message
         torch._foreach_lerp_(self.target_actor_params, self.target_actor.row_views(online_actors), tau)
@@ -300,6 +301,7 @@ class Maddpg:
             "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
             "noise_scale": self.noise_scale,
+            "tau": self.tau,
             "generator": self.generator.get_state(),
             "update_generator": self.update_generator.get_state(),
         }
@@ -308,6 +310,7 @@ class Maddpg:
         for name in ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt"):
             getattr(self, name).load_state_dict(state[name])
         self.updates, self.noise_scale = state["updates"], state["noise_scale"]
+        self.tau = state.get("tau", self.cfg.tau)  # checkpoints written before pbt tuned it: the config's
         self.generator.set_state(state["generator"])
         if "update_generator" in state:  # checkpoints written before it existed keep the stream build derived
             self.update_generator.set_state(state["update_generator"])

@@ -39,6 +39,15 @@ def shipped_prey(role: str, actions: str) -> str:
     return role if actions == "continuous" else f"{role}_{actions}"
 
 
+SHIPPED = ("weak", "strong")  # the roles of the shipped prey
+
+
+def for_actions(name: str, actions: str) -> str:
+    """A prey's name as a run with `actions` plays it: a shipped prey's role (weak, strong) names that
+    role's prey of the action type (shipped_prey); any other name stays itself."""
+    return shipped_prey(name, actions) if name in SHIPPED else name
+
+
 def manifest(path: Path = MANIFEST) -> dict[str, dict]:
     """{name: {file, sha256, env_steps, seed, command, config}} of the shipped prey (empty if none)."""
     return json.loads(path.read_text()) if path.is_file() else {}

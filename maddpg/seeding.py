@@ -14,8 +14,9 @@ import torch
 
 # Purposes: each random stream draws from its own seed. New ones go at the end, so that every
 # existing stream keeps its key. EVAL_PREY: an evaluation's opponent, keyed by the evaluation's index
-# (FITNESS: a genetic fitness measurement's, keyed by the sync round); UPDATE: the updates' Gumbel noise.
-ENV_TRAIN, ENV_EVAL, EXPLORE, SAMPLE, INIT, PREY, PREY_TARGET, PBT, FITNESS, EVAL_PREY, UPDATE = range(11)
+# (FITNESS: a genetic fitness measurement's, keyed by the sync round); UPDATE: the updates' Gumbel noise;
+# SELECT: the seed of the episodes on which a genetic run names its best learner.
+ENV_TRAIN, ENV_EVAL, EXPLORE, SAMPLE, INIT, PREY, PREY_TARGET, PBT, FITNESS, EVAL_PREY, UPDATE, SELECT = range(12)
 
 
 def derive_seeds(seed: int, *key: int, n: int = 1) -> list[int]:

@@ -11,9 +11,10 @@ import torch
 import torch.distributed as dist
 
 from conftest import random_batch, toy_learner
+from maddpg.buffer import ReplayBuffer, States
 from maddpg.config import GeneticConfig, Strategy
 from maddpg.distributed import exit_process, setup, teardown
-from maddpg.genetic import HYPERPARAMETERS, Population, hyperparameters
+from maddpg.genetic import HYPERPARAMETERS, Population, SharedExperience, hyperparameters
 from maddpg.learner import Maddpg
 
 OBS_DIMS = (6, 6, 6, 5)
@@ -93,11 +94,45 @@ def check_pbt_round(comm) -> None:
     assert row["bytes_sent"] > 0
 
 
+class Agents:
+    """A stand-in observer: the buffer needs only the number of agents to store states."""
+
+    n_agents = 2
+
+
+def transitions(rank: int, first: int, n: int) -> States:
+    """n transitions whose every field holds rank * 1000 + their index: where each came from shows."""
+    marks = (rank * 1000 + torch.arange(first, first + n)).float()
+
+    def field(*shape: int) -> torch.Tensor:
+        return marks.reshape(n, *[1] * len(shape)).expand(n, *shape).clone()
+
+    return States(field(3, 2), field(2, 2), field(2, 5), field(2), field(2, 2), field(2, 2), marks.clone())
+
+
+def check_shared_experience(comm) -> None:
+    """Two adds, one share: every buffer holds its own transitions as added, then the others', in rank order."""
+    shared = SharedExperience(ReplayBuffer(20, Agents(), 1, 5, seed=0), comm)
+    shared.add(transitions(comm.rank, 0, 2))
+    shared.add(transitions(comm.rank, 2, 1))
+    assert shared.size == 3
+    received = shared.share()
+    others = [rank for rank in range(comm.world_size) if rank != comm.rank]
+    expected = [comm.rank * 1000 + i for i in range(3)] + [rank * 1000 + i for rank in others for i in range(3)]
+    assert shared.buffer.data["terminal"][: shared.size].tolist() == expected, shared.buffer.data["terminal"]
+    assert torch.equal(shared.buffer.data["pos"][:9, 2, 1], torch.tensor(expected, dtype=torch.float32))
+    assert shared.outbox == [] and received > 0
+    shared.add(transitions(comm.rank, 3, 1))
+    shared.share()
+    assert shared.size == 12, "a second share adds only what came since the first"
+
+
 def main() -> None:
     comm = setup(torch.device("cpu"))
     check_critic_sync(comm, sync_optimizer=False)
     check_critic_sync(comm, sync_optimizer=True)
     check_pbt_round(comm)
+    check_shared_experience(comm)
     teardown()
     print(f"rank {comm.rank}: genetic syncs behave", file=sys.stderr)
 

@@ -1,4 +1,5 @@
-"""The study's experiments: every config runs, and the figures driver runs arms, keeps them and plots."""
+"""The experiments: every config runs, the figures driver runs arms, keeps them and plots, and a population
+figure reports its declared outcomes (from runs faked on disk)."""
 
 import json
 import os
@@ -6,16 +7,21 @@ import shutil
 import signal
 import subprocess
 import sys
+from statistics import fmean
 
 import pytest
 
 import train
 from conftest import ROOT, wait_for_rows
 from maddpg import experiments, plot
-from maddpg.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+from maddpg.checkpoint import Record, checkpoint_dir, list_checkpoints, load_checkpoint, rank_file, record_file, sha256
+from maddpg.config import load_config, to_yaml
 from maddpg.errors import ConfigError
-from maddpg.experiments import EXPERIMENTS
-from maddpg.metrics import SYNCS_FILE, read_rows
+from maddpg.evaluation import SUITE
+from maddpg.experiments import EXPERIMENTS, OPPONENTS
+from maddpg.genetic import BEST_LEARNER_FILE
+from maddpg.metrics import METRICS_FILE, SYNCS_FILE, read_rows
+from maddpg.provenance import PROVENANCE_FILE
 
 TOY = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "maddpg.learning_starts=64",
        "env.max_cycles=25", "train.eval_episodes=2", "train.checkpoint_every=100", "run.gif=false"]  # fmt: skip
@@ -192,3 +198,153 @@ def test_retable_redoes_a_reports_tests_from_its_scores_and_runs_nothing(tmp_pat
     assert retabled == {"weak": tables["arms"], "random": tables["arms"]}
     assert "Holm" in capsys.readouterr().out  # the tables, printed
     assert len(list(tmp_path.iterdir())) == 2  # no run folder: nothing ran
+
+
+def test_the_population_budget_lays_each_arms_overrides_after_the_budgets(tmp_path):
+    """The arm's overrides follow the budget's and precede the grid's and the user's; a folder holding the
+    run of another arm on the same config (pbt's folder, genetic's run) is refused for that override."""
+    budget = experiments.BUDGETS["population"]
+    assert (budget.steps_per_learner, budget.learners, budget.seeds) == (2_000_000, 4, tuple(range(8)))
+    assert (budget.eval_every, budget.last, budget.out) == (20_000, 5, "runs/population")
+    grid = experiments.Grid(budget, tmp_path, ("maddpg.batch_size=64",))
+    planned = grid.plan("pbt_shared", "weak_prey", 7)
+    assert (planned.config, planned.total, planned.population) == (EXPERIMENTS / "genetic_weak_prey.yaml", 8_000_000, 4)
+    start = planned.overrides.index("genetic.strategy=pbt")
+    assert planned.overrides[start - 3 : start] == list(budget.overrides) == list(experiments.CHECKPOINTED)
+    assert planned.overrides[start:] == ["genetic.strategy=pbt", "genetic.share_experience=true",
+                                         "train.eval_every=80000", "train.seed=7", "maddpg.batch_size=64"]  # fmt: skip
+    run_dir, config, overrides, total, population = grid.plan("pbt", "weak_prey", 0)
+    run_dir.mkdir()
+    asked = load_config(str(config), experiments.train_overrides(run_dir, overrides, total), world_size=population)
+    (run_dir / "config.yaml").write_text(to_yaml(asked))  # as train.py writes it
+    experiments.require_same_run(*grid.plan("pbt", "weak_prey", 0))
+    genetic = grid.plan("genetic", "weak_prey", 0)._replace(run_dir=run_dir)
+    with pytest.raises(ConfigError, match=rf"{run_dir} holds a run with other settings \(genetic.strategy pbt there"):
+        experiments.require_same_run(*genetic)
+
+
+def test_the_figures_default_to_the_budgets(tmp_path, capsys):
+    study = ["fig3_baseline_weak_prey", "fig4_weak_prey", "fig5_strong_prey", "fig6_scratch"]
+    assert experiments.default_figures("short") == experiments.default_figures("full") == study
+    assert experiments.default_figures("population") == ["population_weak_prey", "population_scratch"]
+    for budget, first in (("population", "population_weak_prey"), ("full", "fig3_baseline_weak_prey")):
+        with pytest.raises(SystemExit):  # the first figure's report is looked for, and is not there
+            experiments.main(["--budget", budget, "--retable", str(tmp_path)])
+        assert f"no {first}_*.json there" in capsys.readouterr().err
+
+
+def fake_checkpoint(run_dir, learners, env_steps):
+    """A complete checkpoint of placeholder rank files, as list_checkpoints verifies it."""
+    checkpoint = checkpoint_dir(run_dir, env_steps)
+    checkpoint.mkdir(parents=True)
+    for rank in range(learners):
+        rank_file(checkpoint, rank).write_bytes(f"learner {rank}".encode())
+    files = {rank_file(checkpoint, r).name: sha256(rank_file(checkpoint, r)) for r in range(learners)}
+    Record(learners, env_steps, files).write(record_file(checkpoint))
+    return checkpoint
+
+
+def fake_return(run_dir, opponent, rank):
+    """A made-up mean predator_return of a run's learner against an opponent, distinct for each."""
+    return sum(map(ord, run_dir.name)) % 17 + 3.0 * SUITE.index(opponent) + 10.0 * rank
+
+
+def fake_evaluations(monkeypatch):
+    """evaluate_run replaced by fake_return -> the (run, opponent, rank) of every evaluation it is asked."""
+    calls = []
+
+    def evaluate_run(run_dir, opponent, seed, rank, episodes):
+        assert (seed, episodes) == (experiments.OPPONENT_SEED, experiments.OPPONENT_EPISODES)
+        calls.append((run_dir.name, opponent, rank))
+        return {"predator_return": {"mean": fake_return(run_dir, opponent, rank)}}, None, None
+
+    monkeypatch.setattr(experiments, "evaluate_run", evaluate_run)
+    return calls
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def fake_population_run(run_dir, seed, best, learners=3):
+    """A finished population run as the report reads it, trained by nobody: its config, evaluations, CPU
+    segments (1.5 hours), provenance (two commits, one dirty), final checkpoint and best learner."""
+    checkpoint = fake_checkpoint(run_dir, learners, 400 * learners)
+    (run_dir / "config.yaml").write_text(f"mode: genetic\ntrain:\n  seed: {seed}\n")
+    write_rows(run_dir / METRICS_FILE, [{"env_steps_per_learner": steps, "env_steps": steps * learners,
+                                          "population_mean_predator_return": seed + steps / 100}
+                                         for steps in (0, 200, 400)])  # fmt: skip
+    write_rows(run_dir / experiments.SEGMENTS_FILE, [{"cpu_s": 3600.0}, {"cpu_s": 1800.0}])
+    write_rows(run_dir / PROVENANCE_FILE, [{"commit": "a1", "dirty": False, "threads": 1},
+                                           {"commit": "b2", "dirty": True, "threads": 1},
+                                           {"commit": "a1", "dirty": False, "threads": 1}])  # fmt: skip
+    (run_dir / BEST_LEARNER_FILE).write_text(json.dumps({"rank": best, "checkpoint": checkpoint.name}))
+    return run_dir
+
+
+def test_the_final_evaluation_measures_what_its_cache_lacks(tmp_path, monkeypatch):
+    """Asked for other opponents, the cache of a run's final evaluation measures those it lacks and keeps
+    the others; a newer checkpoint is measured anew."""
+    run = tmp_path / "genetic_weak_prey_s0"
+    fake_checkpoint(run, 2, 100)
+    calls = fake_evaluations(monkeypatch)
+    study = experiments.final_evaluation(run, OPPONENTS)
+    assert list(study) == list(OPPONENTS) and len(calls) == 6
+    assert study["weak"] == {"learners": [fake_return(run, "weak", r) for r in (0, 1)],
+                             "mean": fmean(fake_return(run, "weak", r) for r in (0, 1))}  # fmt: skip
+    calls.clear()
+    suite = experiments.final_evaluation(run, SUITE)
+    assert list(suite) == list(SUITE) and {name: suite[name] for name in OPPONENTS} == study
+    assert sorted(calls) == [(run.name, opponent, rank) for opponent in ("flee", "still") for rank in (0, 1)]
+    calls.clear()
+    assert experiments.final_evaluation(run, OPPONENTS) == study and experiments.final_evaluation(run, SUITE) == suite
+    assert calls == []  # both from the cache
+    fake_checkpoint(run, 2, 200)
+    experiments.final_evaluation(run, OPPONENTS)
+    assert len(calls) == 6
+
+
+def test_a_population_figure_reports_its_best_learner_and_the_populations_mean(tmp_path, monkeypatch, capsys):
+    """Primary: the best learner's (named in its best_learner.json) mean over SUITE; secondary: the mean
+    over learners of each one's; the best learner's table against each opponent; and per run its record.
+    A run without its best learner is then refused by name."""
+    calls = fake_evaluations(monkeypatch)
+    runs = {arm: [fake_population_run(tmp_path / f"{arm}_weak_prey_s{seed}", seed, best=1 + seed) for seed in (0, 1)]
+            for arm in ("nosync", "pbt")}  # fmt: skip
+    grid = experiments.Grid(experiments.BUDGETS["population"], tmp_path, ())
+    experiments.report(grid, "population_weak_prey", runs, wall_clock=False, earlier=experiments.Earlier.none())
+    assert len(calls) == 4 * 3 * len(SUITE)  # every learner of every run against each opponent, once
+
+    def mean_over_suite(run, rank):
+        return fmean(fake_return(run, opponent, rank) for opponent in SUITE)
+
+    primary = {arm: [mean_over_suite(run, 1 + seed) for seed, run in enumerate(group)] for arm, group in runs.items()}
+    secondary = {arm: [fmean(mean_over_suite(run, rank) for rank in range(3)) for run in group]
+                 for arm, group in runs.items()}  # fmt: skip
+    outcomes = json.loads((tmp_path / "population_weak_prey_outcomes.json").read_text())
+    for name, expected in (("primary", primary), ("secondary", secondary)):
+        assert outcomes["outcomes"][name] == json.loads(json.dumps(plot.score_table(expected, ["nosync"])))
+        assert list(outcomes["outcomes"][name][1]["tests"]) == ["nosync"]  # the strategy against the control alone
+    record = outcomes["runs"]["pbt"][1]
+    assert (record["run"], record["seed"], record["best_rank"], record["cpu_hours"]) == ("pbt_weak_prey_s1", 1, 2, 1.5)
+    assert record["learners"][0] == {opponent: fake_return(runs["pbt"][1], opponent, 0) for opponent in SUITE}
+    assert record["provenance"] == [{"commit": "a1", "dirty": False}, {"commit": "b2", "dirty": True}]
+    assert outcomes["prey"] == list(SUITE) and outcomes["cpu_hours"] == {"nosync": 3.0, "pbt": 3.0}
+    best = json.loads((tmp_path / "population_weak_prey_opponents.json").read_text())["opponents"]
+    assert list(best) == list(SUITE)
+    assert best["flee"][1]["scores"] == [fake_return(run, "flee", 1 + seed) for seed, run in enumerate(runs["pbt"])]
+    printed = capsys.readouterr().out
+    assert "the primary outcome" in printed and "the best learner against the still prey" in printed
+
+    (runs["pbt"][0] / BEST_LEARNER_FILE).unlink()
+    with pytest.raises(ConfigError, match=rf"{runs['pbt'][0]} has no best_learner.json.* or delete it"):
+        experiments.report(grid, "population_weak_prey", runs, wall_clock=False, earlier=experiments.Earlier.none())
+
+
+def test_a_best_learner_chosen_at_another_checkpoint_is_refused(tmp_path):
+    run = fake_population_run(tmp_path / "shared_scratch_s0", seed=0, best=1)
+    assert experiments.best_rank(run) == 1
+    fake_checkpoint(run, 3, 5000)  # trained on after its choice
+    with pytest.raises(ConfigError, match=r"has a best_learner.json of ckpt_000000001200, none of its final .*"
+                                          r"--nproc_per_node=3 train.py --resume"):  # fmt: skip
+        experiments.best_rank(run)

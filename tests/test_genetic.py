@@ -1,5 +1,6 @@
 """Genetic mode: the sync schedule, winner choice and pbt plan, and syncs on real ranks under torchrun."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -19,6 +20,7 @@ from maddpg.genetic import (
     best_rank,
     hyperparameters,
     pbt_plan,
+    perturbed,
     set_hyperparameters,
     sync_period,
 )
@@ -66,11 +68,33 @@ def test_pbt_plan_sizes_and_ties():
     assert len(pbt_plan([float(r) for r in range(8)], 0.5, generator)) == 4  # at most half the population
 
 
-def test_hyperparameters_round_trip_into_the_optimizers_and_the_noise():
+def test_hyperparameters_round_trip_into_the_optimizers_the_targets_and_the_noise():
     learner = toy_learner()
-    set_hyperparameters(learner, [2e-3, 3e-4, 1.2])
-    assert hyperparameters(learner) == [2e-3, 3e-4, 1.2]
+    set_hyperparameters(learner, [2e-3, 3e-4, 0.05, 1.2])
+    assert hyperparameters(learner) == [2e-3, 3e-4, 0.05, 1.2]
     assert learner.actor_opt.param_groups[0]["lr"] == 2e-3 and learner.critic_opt.param_groups[0]["lr"] == 3e-4
+    target = [p.clone() for p in learner.target_critic_params]
+    learner.soft_update()  # the learner's own tau, not the config's
+    expected = [t + 0.05 * (p - t) for t, p in zip(target, learner.critic_params, strict=True)]
+    assert all(torch.allclose(t, e) for t, e in zip(learner.target_critic_params, expected, strict=True))
+    restored = toy_learner(seed=1)
+    restored.load_state_dict(learner.state_dict())
+    assert restored.tau == 0.05
+
+
+def test_perturbed_hyperparameters_keep_tau_a_soft_update_rate():
+    factors = torch.tensor([1.2, 0.8, 1.2, 0.8], dtype=torch.float64)
+    assert perturbed([1e-3, 1e-4, 0.9, 1.0], factors) == pytest.approx([1.2e-3, 0.8e-4, 1.0, 0.8])
+    assert perturbed([1e-3, 1e-4, 0.5, 1.0], factors)[2] == pytest.approx(0.6)
+
+
+def test_shared_experience_buffers_hold_every_learners_share_of_the_buffer():
+    """With share_experience a learner's buffer holds P * maddpg.buffer_size: as far back per learner as alone."""
+    sizes = []
+    for share in ("false", "true"):
+        cfg = toy_config("mode=genetic", f"genetic.share_experience={share}")
+        sizes.append(train.build(cfg, torch.device("cpu"), placement(cfg, Comm(rank=0, world_size=3)))[3].capacity)
+    assert sizes == [2000, 6000]
 
 
 def test_a_sync_is_due_once_a_learner_has_taken_its_period_of_env_steps():
@@ -244,3 +268,38 @@ def test_the_no_sync_control_never_syncs_and_its_learners_keep_their_own_critics
     assert not (run / SYNCS_FILE).exists() and "predator_return/rank1" in read_rows(run)[-1]
     critics = [load_checkpoint(list_checkpoints(run, 2)[-1], rank)["learner"]["critic"] for rank in (0, 1)]
     assert not torch.equal(critics[0]["layers.0.weight"], critics[1]["layers.0.weight"])
+
+
+def test_a_population_that_shares_experience_names_its_best_learner_on_episodes_of_its_own(tmp_path):
+    """pbt with shared experience on 2 ranks: every buffer holds both learners' transitions (the other's
+    as it collected them), and best_learner.json names the learner whose predators score best against
+    the suite, on start states of its own that the evaluation command replays; it plays that learner
+    by default."""
+    overrides = ("genetic.strategy=pbt", "genetic.share_experience=true", "genetic.sync_every=100",
+                 "genetic.select_episodes=8", "train.total_steps=400", "train.checkpoint_buffer=true",
+                 "run.gif=false")  # fmt: skip
+    result = torchrun(2, *train_args(tmp_path, "gen", "--mode", "genetic", *overrides))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "gen"
+    checkpoint = list_checkpoints(run, 2)[-1]
+    buffers = [load_checkpoint(checkpoint, rank)["buffer"] for rank in (0, 1)]
+    assert [buffer["size"] for buffer in buffers] == [400, 400]  # 200 env steps per learner, both learners'
+    episode = toy_config().env.max_cycles
+    for key, mine in buffers[0]["data"].items():  # episode by episode: rank 0's own, then rank 1's
+        theirs = buffers[1]["data"][key]
+        assert torch.equal(mine[episode : 2 * episode], theirs[:episode]), key
+        assert torch.equal(theirs[episode : 2 * episode], mine[:episode]), key
+    assert all("tau" in hypers for hypers in read_rows(run, SYNCS_FILE)[0]["hyperparameters"])
+
+    best = json.loads((run / "best_learner.json").read_text())
+    assert best["checkpoint"] == checkpoint.name and best["env_steps"] == 400 and best["episodes"] == 8
+    assert best["opponents"] == list(evaluation.SUITE) and best["seed"] != toy_config().train.seed
+    means = [learner["mean"] for learner in best["learners"]]
+    assert best["rank"] == best_rank(means)
+    for rank, learner in enumerate(best["learners"]):
+        assert learner["mean"] == pytest.approx(sum(learner[prey] for prey in evaluation.SUITE) / 5)
+        for prey in ("still", "flee", "weak", "strong"):  # deterministic prey: the same episodes, the same scores
+            summary, _, _ = evaluate.evaluate_run(run, prey, best["seed"], rank, episodes=8)
+            assert learner[prey] == pytest.approx(summary["predator_return"]["mean"]), (rank, prey)
+    assert evaluate.evaluate_run(run, "still", episodes=2)[0]["rank"] == best["rank"]
+    assert evaluate.evaluate_run(run, "still", rank=1 - best["rank"], episodes=2)[0]["rank"] == 1 - best["rank"]
