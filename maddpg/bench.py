@@ -2,10 +2,11 @@
 and peak memory of the default and fast presets on both; the default thread policy idle and beside
 a busy process, against PyTorch's own; the update's time, GFLOP/s against the dense-matmul peak
 and its top costs, and with discrete actions against continuous ones; and the distributed modes
-against single mode.
+against single mode; and the CPU time of a population of 4 learners in one genetic run against 4
+one-learner runs of the same env steps (`population_cost`).
 
 python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
-                       [--no-genetic] [--compare OLD.json]
+                       [--no-genetic] [--population-cost STEPS] [--compare OLD.json]
 """
 
 from __future__ import annotations
@@ -292,6 +293,46 @@ def genetic(threads: int) -> dict:
     return result
 
 
+def cpu_seconds(commands: list[list[str]]) -> list[float]:
+    """Run `commands` side by side in the repository -> each one's CPU seconds (user and system, its
+    children included: torchrun's ranks)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
+        for index, command in enumerate(commands):
+            where = [f"run.dir={tmp}", f"run.name=job{index}", "run.progress=false", "run.gif=false"]
+            jobs.append(subprocess.Popen([*command, *where], cwd=ROOT, stdout=subprocess.DEVNULL))
+        usages = [os.wait4(job.pid, 0) for job in jobs]
+    failed = [os.waitstatus_to_exitcode(status) for _, status, _ in usages if status]
+    if failed:
+        raise RuntimeError(f"a population-cost run failed with exit code {failed[0]}")
+    return [usage.ru_utime + usage.ru_stime for _, _, usage in usages]
+
+
+def population_cost(steps_per_learner: int, learners: int = 4, rounds: int = 2) -> dict:
+    """CPU seconds of a population of `learners` in one genetic run (the fast preset, predators and
+    prey from scratch, one thread a rank) against as many one-learner runs of the same env steps, run
+    side by side (the same processes per core): per strategy, the median over `rounds` of the ratio
+    of the population's CPU to the baselines' together, measured in the same round. Rounds interleave
+    the arms, so that a machine's drift reaches every arm alike."""
+    fast = [sys.executable, "train.py", "--config", "configs/fast.yaml", "prey.mode=learn", "run.threads=1"]
+    single = [*fast, f"train.total_steps={steps_per_learner}"]
+    population = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={learners}",
+                  *fast[1:], "mode=genetic", f"train.total_steps={steps_per_learner * learners}",
+                  f"train.eval_every={20_000 * learners}"]  # fmt: skip
+    arms = {"none": ["genetic.strategy=none"], "critic": [], "pbt": ["genetic.strategy=pbt"],
+            "pbt_shared": ["genetic.strategy=pbt", "genetic.share_experience=true"]}  # fmt: skip
+    ratios: dict[str, list[float]] = {arm: [] for arm in arms}
+    baselines = []
+    for _ in range(rounds):
+        baselines.append(sum(cpu_seconds([single] * learners)))
+        for arm, overrides in arms.items():
+            (seconds,) = cpu_seconds([[*population, *overrides]])
+            ratios[arm].append(seconds / baselines[-1])
+    return {"learners": learners, "steps_per_learner": steps_per_learner, "rounds": rounds,
+            "baselines_cpu_s": baselines, "vs_baselines": ratios,
+            "median_vs_baselines": {arm: float(torch.tensor(r).median()) for arm, r in ratios.items()}}  # fmt: skip
+
+
 def train_speed(preset: str, backend: Backend, threads: int) -> dict:
     """`python train.py` at a preset on `backend`: env steps/s once the buffer is warm, the share of
     that time in updates, and the run's peak resident memory (the replay buffer is allocated whole
@@ -416,6 +457,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per env measurement")
     parser.add_argument("--modes", default=",".join(MODES), help="modes to compare, comma-separated; '' skips")
     parser.add_argument("--genetic", action=argparse.BooleanOptionalAction, default=True, help="genetic mode's figures")
+    parser.add_argument(
+        "--population-cost",
+        type=int,
+        default=100_000,
+        metavar="STEPS",
+        help="env steps per learner of the population-cost runs (0 skips them)",
+    )
     parser.add_argument("--compare", type=Path, metavar="OLD.json", help="print each figure against an older run's")
     parser.add_argument("--latency-worker", action="store_true", help=argparse.SUPPRESS)  # one rank of the above
     args = parser.parse_args()
@@ -458,6 +506,8 @@ def main() -> None:
         result["modes"] = modes(args.threads, args.modes.split(","))
     if args.genetic:
         result["genetic"] = genetic(args.threads)
+    if args.population_cost:
+        result["population_cost"] = population_cost(args.population_cost)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

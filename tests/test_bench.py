@@ -2,8 +2,11 @@
 thread policy section's runs."""
 
 import os
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import children
 from maddpg import bench
@@ -73,3 +76,29 @@ def test_the_thread_policy_times_the_configs_threads_and_torchs_idle_then_the_co
     assert spinning_children() == 0  # stopped afterwards
     assert result["run_threads"] == result["torch_threads"] == 1 and result["mode"] == "single"
     assert result["busy_over_idle"] == 0.6 and result["idle_over_torch_default_idle"] == 0.8
+
+
+def test_population_cost_is_each_populations_cpu_over_its_rounds_baselines(monkeypatch):
+    calls = []
+
+    def cpu_seconds(commands):
+        calls.append(commands)
+        if len(commands) == 4:  # the baselines, side by side
+            return [10.0, 10.0, 10.0, 10.0 if len(calls) == 1 else 70.0]
+        strategy = " ".join(commands[0])
+        return [40.0 if "strategy=none" in strategy else 60.0 if "share_experience" in strategy else 50.0]
+
+    monkeypatch.setattr(bench, "cpu_seconds", cpu_seconds)
+    result = bench.population_cost(1000, rounds=2)
+    assert result["baselines_cpu_s"] == [40.0, 100.0]  # the rounds' baselines: the 1st call, then the 6th
+    assert result["vs_baselines"]["none"] == [1.0, 0.4] and result["vs_baselines"]["pbt_shared"] == [1.5, 0.6]
+    assert result["median_vs_baselines"]["critic"] == pytest.approx(0.5)  # torch's median: the lower middle
+    population = calls[1][0]
+    assert "--nproc_per_node=4" in population and "train.total_steps=4000" in population
+    assert "train.total_steps=1000" in calls[0][0] and "mode=genetic" not in calls[0][0]
+
+
+def test_cpu_seconds_counts_a_runs_own_cpu():
+    smoke = [sys.executable, "train.py", "--config", "configs/smoke.yaml", "train.total_steps=200"]
+    (seconds,) = bench.cpu_seconds([smoke])
+    assert seconds > 0.5  # importing torch alone takes more
