@@ -1,13 +1,22 @@
-"""A batched PyTorch twin of mpe2 `simple_tag_v3`: `n_envs` worlds stepped as tensors on CPU or CUDA."""
+"""A batched PyTorch twin of mpe2 `simple_tag_v3`: `n_envs` worlds stepped as tensors on CPU or CUDA.
+
+`parallel_env` and `env` give one such world as mpe2's PettingZoo environments (maddpg/twin_env.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from maddpg.config import EnvConfig
 from maddpg.seeding import generator
+
+if TYPE_CHECKING:
+    from pettingzoo import AECEnv
+
+    from maddpg.twin_env import TagParallelEnv
 
 ACT_DIM = 5  # continuous simple_tag actions: [no_action, left, right, down, up], each in [0, 1]
 CONTACT_REWARD = 10.0  # every predator gets this per (predator, prey) pair in contact
@@ -35,12 +44,14 @@ class Observer:
     def __init__(self, cfg: EnvConfig, device: torch.device | str = "cpu"):
         n_pred, n_prey = cfg.num_adversaries, cfg.num_good
         n = n_pred + n_prey
-        # Gather indices: every other agent, in world order ...
-        self._others = torch.tensor([[j for j in range(n) if j != i] for i in range(n)], device=device)  # (N, N-1)
+        # Gather indices (long also when a team is empty): every other agent, in world order ...
+        others = [[j for j in range(n) if j != i] for i in range(n)]
+        self._others = torch.tensor(others, dtype=torch.long, device=device)  # (N, N-1)
         # ... and every other prey, padded with index n_prey (a zero row) so that a prey's
         # observation ends in zeros, exactly its padding past its real width.
         prey = [[g for g in range(n_prey) if n_pred + g != i] for i in range(n)]
-        self._other_prey = torch.tensor([row + [n_prey] * (n_prey - len(row)) for row in prey], device=device)
+        padded = [row + [n_prey] * (n_prey - len(row)) for row in prey]
+        self._other_prey = torch.tensor(padded, dtype=torch.long, device=device)
         self.n_agents, self.num_adversaries = n, n_pred
 
     def __call__(self, pos: torch.Tensor, vel: torch.Tensor) -> torch.Tensor:
@@ -62,7 +73,8 @@ class TorchTagEnv:
     Start states are drawn from this class's own seeded stream, not mpe2's: the same key
     gives the same start states on every device and dtype, but not those of `Mpe2VecEnv`.
     Continuous actions are subtracted in the env's dtype; mpe2 subtracts them in float32
-    (its Box's dtype), which differs by at most 2**-25 per force component.
+    (its Box's dtype), which differs by at most 2**-25 per force component. With
+    `keep_action_dtype`, they are clipped and subtracted in their own dtype, as mpe2 does.
     Call `reset` or `set_state` before `step`.
     """
 
@@ -72,6 +84,7 @@ class TorchTagEnv:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         continuous_actions: bool = True,
+        keep_action_dtype: bool = False,
     ):
         n_pred, n_prey, n_obst = cfg.num_adversaries, cfg.num_good, cfg.num_obstacles
         self.agent_names: list[str] = [f"adversary_{i}" for i in range(n_pred)] + [f"agent_{i}" for i in range(n_prey)]
@@ -82,6 +95,7 @@ class TorchTagEnv:
         self.obs_dims: list[int] = [self.obs_dim] * n_pred + [self.obs_dim - 2] * n_prey
         self.act_dim = ACT_DIM
         self.device, self.dtype, self.continuous_actions = torch.device(device), dtype, continuous_actions
+        self.keep_action_dtype = keep_action_dtype
         self.state_dtype = dtype  # of get_state()
 
         def table(values: Sequence) -> torch.Tensor:
@@ -91,12 +105,11 @@ class TorchTagEnv:
         size = table([PREDATOR_SIZE] * n_pred + [PREY_SIZE] * n_prey + [OBSTACLE_SIZE] * n_obst)  # (K,)
         self._dist_min = (size[:n, None] + size[None, :])[..., None]  # (N, K, 1)
         self._self_pair = torch.eye(n, k, dtype=torch.bool, device=self.device)[..., None]  # (N, K, 1)
-        self._accel = table([PREDATOR_ACCEL] * n_pred + [PREY_ACCEL] * n_prey)[:, None]  # (N, 1)
-        self._max_speed = table([PREDATOR_MAX_SPEED] * n_pred + [PREY_MAX_SPEED] * n_prey)[:, None]  # (N, 1)
+        self.set_prey_speed(1.0)
         self._directions = table(DIRECTIONS)  # (5, 2)
         self.observe = Observer(cfg, self.device)
         # Agents start in [-1, 1]^2, obstacles in [-0.9, 0.9]^2.
-        self._start_range = torch.tensor([1.0] * n + [0.9] * n_obst, dtype=torch.float64)[:, None]  # (K, 1)
+        self.start_range = torch.tensor([1.0] * n + [0.9] * n_obst, dtype=torch.float64)[:, None]  # (K, 1)
         self._pos = torch.zeros(self.n_envs, k, 2, device=self.device, dtype=dtype)
         self._vel = torch.zeros_like(self._pos)
         self.t = 0
@@ -104,8 +117,8 @@ class TorchTagEnv:
     def reset(self, seed: Sequence[int]) -> torch.Tensor:
         """Start new episodes from the key `seed`, e.g. (seed, stream, episode). -> obs (E, N, O)"""
         # Drawn in float64 on the CPU, so the start states do not depend on the device or dtype.
-        u = torch.rand(self.n_envs, len(self._start_range), 2, generator=generator(*seed), dtype=torch.float64)
-        self._pos = ((2 * u - 1) * self._start_range).to(self.device, self.dtype)
+        u = torch.rand(self.n_envs, len(self.start_range), 2, generator=generator(*seed), dtype=torch.float64)
+        self._pos = ((2 * u - 1) * self.start_range).to(self.device, self.dtype)
         self._vel = torch.zeros_like(self._pos)
         self.t = 0
         return self.observe(self._pos, self._vel[:, : self.n_agents])
@@ -145,11 +158,28 @@ class TorchTagEnv:
         self._vel = state["vel"].to(self.device, self.dtype, copy=True)
         self.t = int(state["t"])
 
+    def set_prey_speed(self, factor: float) -> None:
+        """Scale the prey's acceleration and speed limit by `factor` from the next step on: mpe2's
+        curriculum multiplies both (its stages: 0.5, 0.75, 1); predators keep theirs."""
+
+        def per_agent(predator: float, prey: float) -> torch.Tensor:  # (N, 1)
+            values = [predator] * self.num_adversaries + [prey * factor] * (self.n_agents - self.num_adversaries)
+            return torch.tensor(values, device=self.device, dtype=self.dtype)[:, None]
+
+        self._accel = per_agent(PREDATOR_ACCEL, PREY_ACCEL)
+        self._max_speed = per_agent(PREDATOR_MAX_SPEED, PREY_MAX_SPEED)
+
+    def caught(self) -> torch.Tensor:
+        """-> (E, G, A) bool: prey g touches predator a (mpe2's `is_collision`), in the current state."""
+        n_pred, n = self.num_adversaries, self.n_agents
+        gap = self._pos[:, n_pred:n, None] - self._pos[:, None, :n_pred]  # (E, G, A, 2): prey minus predator
+        return gap.square().sum(-1).sqrt() < PREDATOR_SIZE + PREY_SIZE
+
     def _action_force(self, actions: torch.Tensor) -> torch.Tensor:
         """actions (E, N, 5) or (E, N) -> force (E, N, 2)."""
         if self.continuous_actions:
-            a = actions.to(self.device, self.dtype).clamp(0, 1)
-            direction = torch.stack([a[..., 2] - a[..., 1], a[..., 4] - a[..., 3]], -1)
+            a = actions.to(self.device, None if self.keep_action_dtype else self.dtype).clamp(0, 1)
+            direction = torch.stack([a[..., 2] - a[..., 1], a[..., 4] - a[..., 3]], -1).to(self.dtype)
         else:
             index = actions.argmax(-1) if actions.dim() == 3 else actions
             direction = self._directions[index.to(self.device, torch.long)]
@@ -174,10 +204,35 @@ class TorchTagEnv:
         """-> reward (E, N): predators share +10 per (predator, prey) contact; prey pay 10 per
         contact plus mpe2's `bound` penalty for each coordinate beyond 0.9."""
         n_pred, n = self.num_adversaries, self.n_agents
-        gap = self._pos[:, n_pred:n, None] - self._pos[:, None, :n_pred]  # (E, G, A, 2): prey minus predator
-        caught = (gap.square().sum(-1).sqrt() < PREDATOR_SIZE + PREY_SIZE).to(self.dtype)  # (E, G, A)
+        caught = self.caught().to(self.dtype)  # (E, G, A)
         predator = (CONTACT_REWARD * caught.sum((1, 2)))[:, None].expand(-1, n_pred)  # (E, A)
         x = self._pos[:, n_pred:n].abs()  # (E, G, 2)
         bound = torch.where(x < 0.9, 0, torch.where(x < 1.0, (x - 0.9) * 10, torch.exp(2 * x - 2).clamp(max=10)))
         prey = -CONTACT_REWARD * caught.sum(2) - bound[..., 0] - bound[..., 1]  # (E, G), in mpe2's order
         return torch.cat([predator, prey], 1)
+
+
+def parallel_env(**kwargs) -> TagParallelEnv:
+    """mpe2's `simple_tag_v3.parallel_env(**kwargs)`, simulated by one TorchTagEnv world: a PettingZoo
+    ParallelEnv with mpe2's agents, spaces, observations, rewards, terminations and truncations for the
+    same seed and actions (maddpg/twin_env.py lists the options)."""
+    from maddpg.twin_env import TagParallelEnv  # here: importing the twin for training loads no PettingZoo
+
+    return TagParallelEnv(_mpe2_world, **kwargs)
+
+
+def _mpe2_world(
+    num_good: int, num_adversaries: int, num_obstacles: int, max_cycles: int, continuous_actions: bool
+) -> TorchTagEnv:
+    """One world that steps as mpe2 does: in float64, continuous actions subtracted in their own dtype."""
+    cfg = EnvConfig(
+        num_adversaries=num_adversaries, num_good=num_good, num_obstacles=num_obstacles, max_cycles=max_cycles
+    )
+    return TorchTagEnv(cfg, dtype=torch.float64, continuous_actions=continuous_actions, keep_action_dtype=True)
+
+
+def env(**kwargs) -> AECEnv:
+    """`parallel_env(**kwargs)` in PettingZoo's AEC form (agents act in turn), as `simple_tag_v3.env`."""
+    from pettingzoo.utils.conversions import parallel_to_aec
+
+    return parallel_to_aec(parallel_env(**kwargs))
