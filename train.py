@@ -1,6 +1,7 @@
 """Train MADDPG on mpe2's simple_tag (predators vs prey), in one process or several under torchrun.
 
     python train.py                                         # single process, default config
+    maddpg-train --config configs/fast.yaml                 # the same, as the installed console command
     python train.py --config configs/smoke.yaml             # a YAML file over the defaults
     python train.py train.total_steps=20000 prey.mode=random  # key=value overrides over both
     python train.py --resume runs/NAME train.total_steps=400000  # continue a run from its latest checkpoint

@@ -5,8 +5,8 @@ and its top costs, and with discrete actions against continuous ones; and the di
 against single mode; and the CPU time of a population of 4 learners in one genetic run against 4
 one-learner runs of the same env steps (`population_cost`).
 
-python -m maddpg.bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
-                       [--no-genetic] [--population-cost STEPS] [--compare OLD.json]
+maddpg-bench --out runs/bench.json [--threads N] [--seconds S] [--modes data,model,pipeline]
+             [--no-genetic] [--population-cost STEPS] [--compare OLD.json]
 """
 
 from __future__ import annotations

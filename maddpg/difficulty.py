@@ -1,8 +1,8 @@
 """A prey's difficulty, measured: how well fresh predators learn to catch it. And the shipped weak
 and strong prey, chosen by it.
 
-    python -m maddpg.difficulty measure PREY... [--steps 1000000] [--seeds 1 2 3] [--out runs/difficulty]
-    python -m maddpg.difficulty ship PREY_RUN --command "..." [--steps 1000000] [--out runs/difficulty]
+    maddpg-difficulty measure PREY... [--steps 1000000] [--seeds 1 2 3] [--out runs/difficulty]
+    maddpg-difficulty ship PREY_RUN --command "..." [--steps 1000000] [--out runs/difficulty]
 
 `measure`: for every prey (weak, strong or a prey file) and seed, three fresh predators train
 against it for --steps env steps on the fast schedule (configs/fast.yaml, prey.mode=fixed),
@@ -121,7 +121,7 @@ def ship(
     return difficulty
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["measure", "ship"])
     parser.add_argument("targets", nargs="+", help="measure: prey (weak, strong, prey files); ship: the prey run")
@@ -140,7 +140,6 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             result = ship(Path(args.targets[0]), args.command, args.steps, args.out, args.jobs, args.weak_steps)
     print(json.dumps(result, indent=2))
-    return result
 
 
 if __name__ == "__main__":

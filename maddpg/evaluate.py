@@ -2,8 +2,8 @@
 
 As a command, it evaluates a trained run against any prey and can draw an episode:
 
-    python -m maddpg.evaluate RUN_DIR_OR_CHECKPOINT [--episodes N] [--seed S] [--rank R] [--out FILE]
-                              [--prey learned|mix|still|random|flee|weak|strong|PATH] [--gif FILE] | [--suite]
+    maddpg-evaluate RUN_DIR_OR_CHECKPOINT [--episodes N] [--seed S] [--rank R] [--out FILE]
+                    [--prey learned|mix|still|random|flee|weak|strong|PATH] [--gif FILE] | [--suite]
 
 It prints a JSON summary (means with 95% bootstrap confidence intervals over the episodes) and
 writes it to --out (default: evaluation.json beside the checkpoint directories, in the run
@@ -205,7 +205,7 @@ def suite_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=Path, help="a run directory, a checkpoint directory or a rank file")
     parser.add_argument("--episodes", type=int, default=100)
@@ -233,7 +233,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(suite_table(summary) if args.suite else json.dumps(summary, indent=2))
     if args.gif:
         write_gif(render_states(record_episode(learner, cfg.env, summary["seed"]), cfg.env), args.gif)
-    return summary
 
 
 if __name__ == "__main__":

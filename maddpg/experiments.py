@@ -1,9 +1,9 @@
 """The study's experiments (Figs. 3-6) and the population figures: the run grid, its figures, and every
 arm's final predators against common opponents.
 
-    python -m maddpg.experiments [--budget short|full|population] [--figures fig4_weak_prey ...]
-                                 [--arms genetic ...] [--steps-per-learner N] [--learners P] [--seeds 0 1 2]
-                                 [--eval-every N] [--jobs J] [--set key=value ...] [--out DIR] [--earlier DIR]
+    maddpg-experiments [--budget short|full|population] [--figures fig4_weak_prey ...]
+                       [--arms genetic ...] [--steps-per-learner N] [--learners P] [--seeds 0 1 2]
+                       [--eval-every N] [--jobs J] [--set key=value ...] [--out DIR] [--earlier DIR]
 
 A budget sets the grid's defaults; every flag overrides its part:
 

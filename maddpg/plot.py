@@ -1,9 +1,9 @@
 """Plots: a run's learning curve (written at the end of every run), and the comparison of runs:
 mean learning curves with 95% bootstrap bands, and a final-performance table.
 
-    python -m maddpg.plot RUN_DIRS... [--x steps_per_learner|total_steps|wall_clock]
-                          [--metric predator_return] [--last 3] [--label KEY... | --names NAME...]
-                          [--until X] [--against GROUP...] [--out FIG.png]
+    maddpg-plot RUN_DIRS... [--x steps_per_learner|total_steps|wall_clock]
+                [--metric predator_return] [--last 3] [--label KEY... | --names NAME...]
+                [--until X] [--against GROUP...] [--out FIG.png]
 
 Runs whose configs agree but for train.seed and run.* are one group (the seeds of one arm);
 a group's label names the config keys on which the groups differ, or those given to
@@ -194,7 +194,7 @@ def plot(groups: dict[str, list[Run]], x_axis: str, metric: str, out: Path, titl
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run directories")
     parser.add_argument("--x", choices=list(X_AXES), default="steps_per_learner", help="the curves' x axis")
@@ -225,7 +225,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = table(groups, args.metric, args.last, args.against)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows, f"{args.metric}, mean of the last {args.last} evaluations"))
-    return rows
 
 
 if __name__ == "__main__":

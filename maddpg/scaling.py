@@ -15,7 +15,7 @@ latency and bandwidth of each collective timed on 2 ranks (`collectives`). It is
 every measured point, then predicts the study's deployment (5 t2.2xlarge nodes) at its size and at
 64 agents (`ec2_predictions`).
 
-python -m maddpg.scaling --out runs/scaling.json [--teams 4,8,16,32,48] [--no-link] [--plot PNG]
+maddpg-scaling --out runs/scaling.json [--teams 4,8,16,32,48] [--no-link] [--plot PNG]
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The fast preset against the default schedule, in wall-clock: how much sooner configs/fast.yaml
 reaches the return the default schedule ends with after 2M env steps against the weak prey.
 
-    python -m maddpg.speedup [--out runs/speed] [--seeds 0 1 2] [--steps 2000000] [--fast-steps N]
-                             [--window 5] [--set key=value ...]
-    python -m maddpg.speedup --report REFERENCE_RUN RUNS... [--window 5] [--out S.json]
+    maddpg-speedup [--out runs/speed] [--seeds 0 1 2] [--steps 2000000] [--fast-steps N]
+                   [--window 5] [--set key=value ...]
+    maddpg-speedup --report REFERENCE_RUN RUNS... [--window 5] [--out S.json]
 
 The first form runs (or keeps, or resumes) the reference, the default schedule from seed 0
 (configs/experiments/baseline_weak_prey.yaml, evaluated every 10k steps) to --steps env steps, and

@@ -1,6 +1,7 @@
 """The evaluation command: a JSON summary with confidence intervals, any prey, a GIF, any mode's checkpoint."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -21,9 +22,15 @@ def run(tmp_path_factory):
     return root / "toy"
 
 
+def evaluated(argv: list[str]) -> dict:
+    """`python -m maddpg.evaluate ARGV` -> the summary it wrote (--out, else evaluation.json in the run)."""
+    evaluate.main(argv)
+    out = argv[argv.index("--out") + 1] if "--out" in argv else Path(argv[0]) / "evaluation.json"
+    return json.loads(Path(out).read_text())
+
+
 def test_summary_has_the_documented_fields(run):
-    summary = evaluate.main([str(run), "--episodes", "8"])
-    assert json.loads((run / "evaluation.json").read_text()) == summary
+    summary = evaluated([str(run), "--episodes", "8"])
     assert (summary["env_steps"], summary["episodes"], summary["prey"], summary["seed"]) == (600, 8, "learned", 0)
     for field in FIELDS:
         low, high = summary[field]["ci95"]
@@ -32,7 +39,7 @@ def test_summary_has_the_documented_fields(run):
 
 def test_the_run_evaluation_is_replayed_from_its_seed(run):
     """Against its own prey, from the run's seed, with the run's episode count: the run's last metrics row."""
-    summary = evaluate.main([str(run), "--episodes", "2", "--out", str(run / "replay.json")])
+    summary = evaluated([str(run), "--episodes", "2", "--out", str(run / "replay.json")])
     last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
     for field in FIELDS:
         assert summary[field]["mean"] == pytest.approx(last[field])
@@ -41,10 +48,10 @@ def test_the_run_evaluation_is_replayed_from_its_seed(run):
 def test_other_prey_and_an_older_checkpoint(run, tmp_path):
     older = list_checkpoints(run, 1)[0]
     out = ["--episodes", "4", "--out", str(tmp_path / "summary.json")]
-    random_prey = evaluate.main([str(older), "--prey", "random", *out])
+    random_prey = evaluated([str(older), "--prey", "random", *out])
     assert random_prey["env_steps"] == 300 and random_prey["prey"] == "random"
-    fixed = evaluate.main([str(run), "--prey", str(run / "prey.pt"), *out])
-    learned = evaluate.main([str(run), *out])
+    fixed = evaluated([str(run), "--prey", str(run / "prey.pt"), *out])
+    learned = evaluated([str(run), *out])
     assert fixed["predator_return"] == learned["predator_return"]  # the exported prey is the learned one
 
 
@@ -73,7 +80,7 @@ def test_shipped_predators_play_as_their_run_did_and_a_changed_file_is_refused(r
     where = shipped_state["config"]["run"]  # and without the training machine's paths
     assert (where["dir"], where["name"]) == (tmp_path.name, "toy") == (entry["config"]["run"]["dir"], "toy")
     out = ["--episodes", "4", "--out", str(tmp_path / "summary.json")]
-    assert evaluate.main([str(shipped), *out])["predator_return"] == evaluate.main([str(run), *out])["predator_return"]
+    assert evaluated([str(shipped), *out])["predator_return"] == evaluated([str(run), *out])["predator_return"]
     rank0.write_bytes(rank0.read_bytes()[:-1])
     with pytest.raises(SystemExit) as info:
         evaluate.main([str(shipped), *out])
