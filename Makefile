@@ -9,7 +9,7 @@ ARGS   ?=
 # EXTRAS: the project's extras; the image takes test, the suite without make lint's tools
 EXTRAS ?= dev
 
-.PHONY: install train study test bench scaling prey predators figures speed lint format clean docker-test docker-base
+.PHONY: install train study test docs bench scaling prey predators figures speed lint format clean docker-test docker-base
 
 install: $(STAMP)
 
@@ -31,9 +31,14 @@ study: $(STAMP)  ## the study's schedule
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
+# The documentation site, docs/*.md and mkdocs.yml, into build/site. --strict: a broken link, a broken
+# anchor or a page missing from the nav fails the build (and CI).
+docs: $(STAMP)  ## builds the documentation site into build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
 # The image: launch/docker-test.sh builds it from the Dockerfile and runs the test suite in it.
 # Its options (BASE, CA_BUNDLE, TORCH_INDEX, WHEELS, IMAGE, DOCKER, ARGS) are make variables, e.g.
-# with no image registry, behind a TLS proxy, the pinned torch's wheel on disk (README "Docker"):
+# with no image registry, behind a TLS proxy, the pinned torch's wheel on disk (docs/deployment.md, "Docker"):
 #   make docker-base && make docker-test BASE=maddpg-base:bookworm TORCH_INDEX= WHEELS=DIR \
 #       CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 docker-test:  ## builds the image and runs the test suite in it
@@ -83,7 +88,7 @@ JOBS   ?= 2
 figures: $(STAMP)  ## the study's Figs. 3-6 and their tables into runs/figures (BUDGET=full: runs/figures_full)
 	$(PY) -m maddpg.experiments --budget $(BUDGET) --jobs $(JOBS) $(ARGS)
 
-speed: $(STAMP)  ## configs/fast.yaml against the default schedule in wall-clock (README); about 2 hours on 2 cores
+speed: $(STAMP)  ## configs/fast.yaml against the default schedule in wall-clock (docs/fast-preset.md); about 2 hours on 2 cores
 	$(PY) -m maddpg.speedup --out runs/speed $(ARGS)
 
 lint: $(STAMP)

@@ -365,7 +365,7 @@ def thread_policy(preset: str = "default") -> dict:
     """The config's thread policy (run.threads) against PyTorch's own (run.threads=0: a thread per
     core), at a preset with its config's backend: steps/s of both on an idle machine, then of the
     config's policy beside one busy process (a Python spin loop started here, stopped by its PID).
-    PyTorch's policy is not run beside the busy process: it slows to a few steps/s there (README)."""
+    PyTorch's policy is not run beside the busy process: it slows to a few steps/s there (docs/speed.md)."""
     cfg = preset_config(preset)
     backend, threads = cfg.env.backend, cfg.run.threads
     idle = train_speed(preset, backend, threads)

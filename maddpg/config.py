@@ -172,7 +172,7 @@ class RunConfig:
     device: str = "cpu"
     # torch intra-op threads per process. One: these networks are small, and a second thread gained
     # ~15% on an idle 2-core machine but lost 4-100x as soon as another process shared the cores
-    # (README, "Threads"). 0 keeps PyTorch's default, a thread per core.
+    # (docs/speed.md, "Threads"). 0 keeps PyTorch's default, a thread per core.
     threads: int = 1
     progress: bool = True  # tqdm progress bar
     gif: bool = True  # at the end, write episode.gif: one noise-free evaluation episode, drawn by mpe2

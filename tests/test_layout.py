@@ -7,7 +7,7 @@ import sys
 
 from conftest import ROOT
 
-TOOLS = {"bench", "speedup", "scaling", "experiments", "difficulty", "plot", "evaluate"}  # README: Layout
+TOOLS = {"bench", "speedup", "scaling", "experiments", "difficulty", "plot", "evaluate"}  # docs/layout.md
 MODULES = {path.stem: path for path in (ROOT / "maddpg").glob("*.py") if path.stem != "__init__"}
 MODULES["train"] = ROOT / "train.py"  # the entry point is core too
 
@@ -43,8 +43,8 @@ def test_importing_the_algorithm_does_not_import_an_env():
     assert result.stdout.strip() == "[]"
 
 
-def test_the_readme_layout_lists_every_module_and_every_tool_under_tools():
-    layout = (ROOT / "README.md").read_text().split("## Layout\n")[1].split("```")[1]
+def test_the_docs_layout_lists_every_module_and_every_tool_under_tools():
+    layout = (ROOT / "docs" / "layout.md").read_text().split("```")[1]
     listed = {line.split()[0].removeprefix("maddpg/").removesuffix(".py") for line in layout.splitlines()
               if line.startswith("maddpg/")}  # fmt: skip
     assert listed == set(MODULES) - {"train"}
