@@ -67,18 +67,18 @@ PREY_RUN   := runs/prey_fast$(if $(DISCRETE),_discrete)
 PREY_TRAIN := train.py --config configs/fast.yaml run.name=prey_fast$(if $(DISCRETE),_discrete) train.seed=0 \
               train.total_steps=8000000 train.checkpoint_every=500000 train.keep_checkpoints=16 run.gif=false \
               run.progress=false$(if $(DISCRETE), env.actions=discrete)
-prey: $(STAMP)  ## trains runs/prey_fast, ships maddpg/pretrained_prey/{weak,strong}.pt (ACTIONS=discrete: *_discrete)
+prey: $(STAMP)  ## trains runs/prey_fast, ships maddpg/core/pretrained_prey/{weak,strong}.pt (ACTIONS=discrete: *_discrete)
 	$(PY) $(PREY_TRAIN) $$(test -d $(PREY_RUN) && echo --resume $(PREY_RUN))
 	$(PY) -m maddpg.difficulty ship $(PREY_RUN) --jobs 2 --command "make prey: python $(PREY_TRAIN)"
 
 # The shipped predators: the recipe configs/predators.yaml, seed 0 (about 45 minutes on one core; an
-# interrupted command resumes), shipped as maddpg/pretrained_predators/random_prey_8m, then its suite.
+# interrupted command resumes), shipped as maddpg/core/pretrained_predators/random_prey_8m, then its suite.
 PRED_RUN   := runs/predators_s0
 PRED_TRAIN := train.py --config configs/predators.yaml run.name=predators_s0 train.seed=0 run.progress=false
 predators: $(STAMP)  ## trains runs/predators_s0, ships its predators, prints their suite against the greedy team
 	$(PY) $(PRED_TRAIN) $$(test -d $(PRED_RUN) && echo --resume $(PRED_RUN))
-	$(PY) -m maddpg.pretrained ship $(PRED_RUN) --name random_prey_8m --command "make predators: python $(PRED_TRAIN)"
-	$(PY) -m maddpg.evaluate maddpg/pretrained_predators/random_prey_8m --suite
+	$(PY) -m maddpg.core.pretrained ship $(PRED_RUN) --name random_prey_8m --command "make predators: python $(PRED_TRAIN)"
+	$(PY) -m maddpg.evaluate maddpg/core/pretrained_predators/random_prey_8m --suite
 
 # make figures: the study's Figs. 3-6 at a short budget (50k env steps per learner, 3 seeds, about an
 # hour on 2 cores); BUDGET=full: the study's budget, 2M env steps per learner, 4 learners, 5 seeds,

@@ -11,19 +11,19 @@
     torchrun --standalone --nproc_per_node=5 train.py --mode genetic   # 5 learners sharing the best critic
     torchrun --nnodes=2 --nproc_per_node=2 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 train.py --mode data
     TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone --nproc_per_node=2 --max-restarts=3 \
-        train.py --mode data run.name=NAME                      # restarted on failure (see maddpg/elastic.py)
+        train.py --mode data run.name=NAME          # restarted on failure (see maddpg/distributed/elastic.py)
 
-Every key, its type and its default are in maddpg/config.py. A run writes runs/<name>/:
+Every key, its type and its default are in maddpg/core/config.py. A run writes runs/<name>/:
 config.yaml, provenance.jsonl (the commit, PyTorch build, CPU and threads of each start and
-resume: maddpg/provenance.py), metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/
+resume: maddpg/core/provenance.py), metrics.jsonl (one row per evaluation), tensorboard/, checkpoints/
 (a file per rank), learning_curve.png, episode.gif, prey.pt when the prey learned (usable as
 prey.mode=fixed), and in genetic mode syncs.jsonl (one row per sync) and best_learner.json (the
-learner to keep, maddpg/genetic.py). Only rank 0 writes,
-except each rank's own checkpoint file. Under --max-restarts a restarted job continues its run
-directory from its newest complete checkpoint (maddpg/elastic.py, maddpg/checkpoint.py). Bad input stops
+learner to keep, maddpg/distributed/genetic.py). Only rank 0 writes, except each rank's own
+checkpoint file. Under --max-restarts a restarted job continues its run directory from its newest
+complete checkpoint (maddpg/distributed/elastic.py, maddpg/core/checkpoint.py). Bad input stops
 every rank with one line and exit code 2; a NaN or Inf loss or parameter with exit code 3. Ctrl-C
 (SIGINT) or SIGTERM, to the whole job or to any one rank, stops every rank at the end of the episode
-under way, with a checkpoint, one line saying how to resume, and exit code 130 or 143 (maddpg/stop.py).
+under way, with a checkpoint, one line saying how to resume, and exit code 130 or 143 (maddpg/core/stop.py).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from maddpg import elastic, provenance, seeding
-from maddpg.buffer import MixedBuffer, ReplayBuffer, states
-from maddpg.checkpoint import (
+from maddpg.core import provenance, seeding
+from maddpg.core.buffer import MixedBuffer, ReplayBuffer, states
+from maddpg.core.checkpoint import (
     CHECKPOINT_VERSION,
     RECORD_FILE,
     checkpoint_dir,
@@ -55,23 +55,24 @@ from maddpg.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
-from maddpg.config import Config, Mode, PreyMode, check_resumable, load_config, load_yaml, to_dict, to_yaml
-from maddpg.distributed import Comm, exit_process, on_main, setup, teardown, together, world_size_from_env
-from maddpg.envs import VecEnv, make_env
-from maddpg.errors import ConfigError, exit_on_error
-from maddpg.evaluation import SUITE, evaluate
-from maddpg.genetic import BEST_LEARNER_FILE, Fitness, Population, select_best
-from maddpg.guard import stop_on_nonfinite_parameter
-from maddpg.learner import Maddpg, Prey, exploration_scale
-from maddpg.metrics import MetricsLog, Tally, read_rows
-from maddpg.modes import Placement, placement
-from maddpg.opponents import MixedPrey, opponent
-from maddpg.pipeline import RolloutLink, serve
-from maddpg.prey import RandomPrey, prey_actor, prey_payload
-from maddpg.render import plot_learning_curve, record_episode, render_states, write_gif
-from maddpg.stop import StopRequest, exit_code, signal_name
-from maddpg.twin import Observer
-from maddpg.updates import LocalUpdates, Updates
+from maddpg.core.comm import Comm, exit_process, on_main, setup, teardown, together, world_size_from_env
+from maddpg.core.config import Config, Mode, PreyMode, check_resumable, load_config, load_yaml, to_dict, to_yaml
+from maddpg.core.envs import VecEnv, make_env
+from maddpg.core.errors import ConfigError, exit_on_error
+from maddpg.core.evaluation import evaluate
+from maddpg.core.guard import stop_on_nonfinite_parameter
+from maddpg.core.learner import Maddpg, Prey, exploration_scale
+from maddpg.core.metrics import MetricsLog, Tally, read_rows
+from maddpg.core.opponents import MixedPrey, opponent
+from maddpg.core.prey import RandomPrey, prey_actor, prey_payload
+from maddpg.core.render import plot_learning_curve, record_episode, render_states, write_gif
+from maddpg.core.stop import StopRequest, exit_code, signal_name
+from maddpg.core.twin import Observer
+from maddpg.distributed import elastic
+from maddpg.distributed.genetic import BEST_LEARNER_FILE, Fitness, Population, select_best
+from maddpg.distributed.modes import Placement, placement
+from maddpg.distributed.pipeline import RolloutLink, serve
+from maddpg.distributed.updates import LocalUpdates, Updates
 
 SILENT_RANK_WAIT_S = 30.0  # a rank other than 0 with a config error waits this long for rank 0 to say it
 
@@ -98,7 +99,7 @@ class Progress:
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", help="distribution mode (sets the config key `mode`); default single")
-    parser.add_argument("--config", help="YAML file overriding the defaults of maddpg/config.py")
+    parser.add_argument("--config", help="YAML file overriding the defaults of maddpg/core/config.py")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.seed=3")
     args = parser.parse_intermixed_args(argv)  # options may come between the key=value overrides
@@ -247,7 +248,7 @@ def replay_buffer(
 
 def main(argv: list[str] | None = None) -> None:
     """Parse, set up the job, run; exits with 2 (bad input), 3 (a non-finite value) or 130/143 (stopped
-    by SIGINT/SIGTERM, see maddpg/stop.py)."""
+    by SIGINT/SIGTERM, see maddpg/core/stop.py)."""
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     world_size = world_size_from_env()
     try:
@@ -401,7 +402,8 @@ def name_best_learner(cfg: Config, run_dir: Path, env_steps: int, learner: Maddp
                 **best}  # fmt: skip
         write_atomic(run_dir / BEST_LEARNER_FILE, lambda path: path.write_text(json.dumps(best, indent=2) + "\n"))
         mean = best["learners"][best["rank"]]["mean"]
-        print(f"best learner: rank {best['rank']}, predator_return {mean:.1f} (mean over {', '.join(SUITE)} prey)")
+        prey = ", ".join(best["opponents"])
+        print(f"best learner: rank {best['rank']}, predator_return {mean:.1f} (mean over {prey} prey)")
 
 
 class Loop:

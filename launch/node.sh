@@ -25,7 +25,7 @@ ADDR=$(ip -o -4 addr show dev "$IFNAME" | awk '{sub(/\/.*/, "", $4); print $4; e
 IS_HOST=0
 [[ $ADDR == "$MASTER" ]] && IS_HOST=1
 export GLOO_SOCKET_IFNAME=$IFNAME NCCL_SOCKET_IFNAME=$IFNAME
-# Restarted workers must not reuse the rendezvous store's stale addresses (see maddpg/elastic.py).
+# Restarted workers must not reuse the rendezvous store's stale addresses (see maddpg/distributed/elastic.py).
 export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
 
 command=("${PYTHON:-$ROOT/.venv/bin/python}" -m torch.distributed.run

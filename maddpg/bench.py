@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from maddpg.buffer import Batch, ReplayBuffer
-from maddpg.config import Backend, Config, EnvConfig, load_config
-from maddpg.envs import make_env
-from maddpg.learner import Maddpg, one_hot
-from maddpg.metrics import SYNCS_FILE, read_rows
-from maddpg.twin import ACT_DIM, Observer
+from maddpg.core.buffer import Batch, ReplayBuffer
+from maddpg.core.config import Backend, Config, EnvConfig, load_config
+from maddpg.core.envs import make_env
+from maddpg.core.learner import Maddpg, one_hot
+from maddpg.core.metrics import SYNCS_FILE, read_rows
+from maddpg.core.twin import ACT_DIM, Observer
 
 ROOT = Path(__file__).resolve().parent.parent  # where train.py is
 TWIN_SIZES = (1, 64, 1024, 8192)

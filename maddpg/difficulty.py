@@ -30,12 +30,12 @@ import json
 from functools import partial
 from pathlib import Path
 
-from maddpg.checkpoint import list_checkpoints, load_checkpoint, sha256
-from maddpg.errors import ConfigError, command_errors
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint, sha256
+from maddpg.core.errors import ConfigError, command_errors
+from maddpg.core.pretrained import PREY_DIR, manifest, resolve_prey, shipped_prey
+from maddpg.core.prey import export, write_prey_file
 from maddpg.experiments import ROOT, Jobs, run_all, run_or_keep
 from maddpg.plot import final_score, load_run
-from maddpg.pretrained import PREY_DIR, manifest, resolve_prey, shipped_prey
-from maddpg.prey import export, write_prey_file
 from maddpg.stats import summarise
 
 SCHEDULE = "configs/fast.yaml"

@@ -12,9 +12,9 @@ start states of the run's evaluations. `weak` and `strong` name the shipped prey
 action type (weak_discrete and strong_discrete for a discrete run). Every evaluation here has the
 index EVAL_INDEX: a random prey makes the same draws against every checkpoint, so two scores
 differ by their predators alone (the training loop's evaluation at env step S has index S, see
-maddpg/evaluation.py). `--suite` plays the run's predators against every prey of SUITE (the
+maddpg/core/evaluation.py). `--suite` plays the run's predators against every prey of SUITE (the
 scripted still, random and fleeing prey, and the shipped weak and strong prey), each beside the
-greedy team (maddpg/scripted.py) on the same start states and a random prey's same draws, and
+greedy team (maddpg/core/scripted.py) on the same start states and a random prey's same draws, and
 prints the table (default --out: suite.json). A genetic run's learner is `--rank`, by default the
 one the run named best at that checkpoint (best_learner.json), else 0.
 """
@@ -28,19 +28,19 @@ from pathlib import Path
 
 import torch
 
-from maddpg.checkpoint import latest_good_checkpoint, load_checkpoint, require_complete
-from maddpg.config import Config, Mode, PreyMode, load_config
-from maddpg.envs import VecEnv, make_env
-from maddpg.errors import ConfigError, command_errors
-from maddpg.evaluation import SUITE, evaluate_episodes
-from maddpg.genetic import BEST_LEARNER_FILE
-from maddpg.learner import Maddpg, Prey
-from maddpg.networks import StackedMLP
-from maddpg.opponents import opponent as run_opponent
-from maddpg.pretrained import for_actions
-from maddpg.prey import prey_policy
-from maddpg.render import record_episode, render_states, write_gif
-from maddpg.scripted import GreedyTeam, Team
+from maddpg.core.checkpoint import latest_good_checkpoint, load_checkpoint, require_complete
+from maddpg.core.config import Config, Mode, PreyMode, load_config
+from maddpg.core.envs import VecEnv, make_env
+from maddpg.core.errors import ConfigError, command_errors
+from maddpg.core.evaluation import SUITE, evaluate_episodes
+from maddpg.core.learner import Maddpg, Prey
+from maddpg.core.networks import StackedMLP
+from maddpg.core.opponents import opponent as run_opponent
+from maddpg.core.pretrained import for_actions
+from maddpg.core.prey import prey_policy
+from maddpg.core.render import record_episode, render_states, write_gif
+from maddpg.core.scripted import GreedyTeam, Team
+from maddpg.distributed.genetic import BEST_LEARNER_FILE
 from maddpg.stats import bootstrap_ci
 
 EVAL_INDEX = 0  # the evaluation index of every evaluation by this command (evaluation.evaluate_episodes)
@@ -76,7 +76,7 @@ def trained_actors(checkpoint: Path, cfg: Config, mode: Mode, rank: int, env: Ve
 
 def opponent(prey: str, cfg: Config, env: VecEnv) -> Prey | None:
     """A prey by name -> the policy that plays it: the run's own for `learned` (None: its prey actors
-    play) and `mix` (its mix of prey), a scripted prey (still, random, flee: maddpg/scripted.py), a
+    play) and `mix` (its mix of prey), a scripted prey (still, random, flee: maddpg/core/scripted.py), a
     shipped prey (weak, strong) or a prey file. An evaluation plays a copy of it on streams of its
     own (evaluation.evaluate_episodes): the streams it is built with are never drawn from."""
     unused = (torch.Generator(), torch.Generator())
@@ -125,7 +125,7 @@ class Trained:
 
 def learner_rank(checkpoint: Path, rank: int | None) -> int:
     """`rank` when given; else the learner that a genetic run named best at this checkpoint (its
-    best_learner.json: maddpg/genetic.py, select_best), else 0."""
+    best_learner.json: maddpg/distributed/genetic.py, select_best), else 0."""
     if rank is not None:
         return rank
     named = checkpoint.parent.parent / BEST_LEARNER_FILE
@@ -141,7 +141,7 @@ def load_trained(target: Path, rank: int | None = None) -> Trained:
     sha256 its record lists) -> its actors (genetic: learner `rank`'s, by default the best: learner_rank)."""
     checkpoint = latest_checkpoint(target)
     rank = learner_rank(checkpoint, rank)
-    fix = "restore it (shipped predators: git checkout maddpg/pretrained_predators) or evaluate another checkpoint"
+    fix = "restore it (shipped predators: git checkout maddpg/core/pretrained_predators) or evaluate another checkpoint"
     require_complete(checkpoint, fix)
     state = load_checkpoint(checkpoint, 0)
     cfg = load_config(base=state["config"], overrides=["run.device=cpu", "mode=single"])  # one process here
@@ -171,7 +171,7 @@ def evaluate_run(
 
 def suite(target: Path, seed: int | None = None, rank: int | None = None, episodes: int = 100) -> dict:
     """A run's predators (genetic: learner `rank`'s, by default the best: learner_rank) against every
-    prey of SUITE, each beside the greedy team (maddpg/scripted.py) on the same start states (and a
+    prey of SUITE, each beside the greedy team (maddpg/core/scripted.py) on the same start states (and a
     random prey's same draws) -> {"suite": {prey: {"predators": summary, "greedy": summary}}, ...}. A
     discrete run plays the discrete shipped prey (weak_discrete, strong_discrete); the scripted greedy
     team and prey play the argmax of their actions there."""

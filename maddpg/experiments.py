@@ -83,15 +83,15 @@ from typing import NamedTuple, TypeVar
 from omegaconf import OmegaConf
 
 from maddpg import plot
-from maddpg.checkpoint import Incomplete, checkpoint_dirs, drop_buffer, list_checkpoints, read_record, sha256
-from maddpg.config import leaves, load_config, load_yaml, to_dict
-from maddpg.errors import ConfigError, command_errors
+from maddpg.core.checkpoint import Incomplete, checkpoint_dirs, drop_buffer, list_checkpoints, read_record, sha256
+from maddpg.core.config import leaves, load_config, load_yaml, to_dict
+from maddpg.core.errors import ConfigError, command_errors
+from maddpg.core.evaluation import PROTOCOL, SUITE
+from maddpg.core.metrics import read_rows
+from maddpg.core.pretrained import SHIPPED, resolve_prey
+from maddpg.core.provenance import PROVENANCE_FILE
+from maddpg.distributed.genetic import BEST_LEARNER_FILE
 from maddpg.evaluate import evaluate_run
-from maddpg.evaluation import PROTOCOL, SUITE
-from maddpg.genetic import BEST_LEARNER_FILE
-from maddpg.metrics import read_rows
-from maddpg.pretrained import SHIPPED, resolve_prey
-from maddpg.provenance import PROVENANCE_FILE
 
 ROOT = Path(__file__).parent.parent
 EXPERIMENTS = ROOT / "configs" / "experiments"

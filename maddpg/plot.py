@@ -36,8 +36,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from omegaconf import OmegaConf
 
-from maddpg.errors import ConfigError, command_errors
-from maddpg.metrics import read_rows
+from maddpg.core.errors import ConfigError, command_errors
+from maddpg.core.metrics import read_rows
 from maddpg.stats import bootstrap_ci, compare, holm, improvement, summarise
 
 X_AXES = {  # --x choice: (metrics-row key, axis label)

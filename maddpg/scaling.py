@@ -35,13 +35,13 @@ import torch
 import torch.distributed as dist
 
 from maddpg.bench import ROOT, run_train
-from maddpg.buffer import ReplayBuffer, States
-from maddpg.config import Config, load_config
-from maddpg.envs import make_env
-from maddpg.learner import Maddpg
-from maddpg.metrics import read_rows
-from maddpg.pipeline import layout
-from maddpg.twin import ACT_DIM, Observer
+from maddpg.core.buffer import ReplayBuffer, States
+from maddpg.core.config import Config, load_config
+from maddpg.core.envs import make_env
+from maddpg.core.learner import Maddpg
+from maddpg.core.metrics import read_rows
+from maddpg.core.twin import ACT_DIM, Observer
+from maddpg.distributed.pipeline import layout
 
 TEAMS = (4, 8, 16, 32, 48)  # agents: a quarter of them prey, all learning
 BATCH = 240  # the study's 256 rounded to split evenly over data mode's 2 ranks

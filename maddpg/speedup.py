@@ -30,10 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from maddpg import plot
-from maddpg.config import load_config
-from maddpg.errors import ConfigError, command_errors
+from maddpg.core.config import load_config
+from maddpg.core.errors import ConfigError, command_errors
+from maddpg.core.metrics import read_rows
 from maddpg.experiments import EXPERIMENTS, ROOT, run_or_keep
-from maddpg.metrics import read_rows
 
 REFERENCE = (EXPERIMENTS / "baseline_weak_prey.yaml", ["train.eval_every=10000", "train.seed=0", "run.threads=1"])
 FAST = (ROOT / "configs" / "fast.yaml", ["prey.mode=fixed", "prey.checkpoint=weak", "run.threads=1"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,13 +13,14 @@ import pytest
 import torch
 
 import train
-from maddpg import seeding
-from maddpg.buffer import Batch
-from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.config import Config, load_config
-from maddpg.learner import Maddpg
-from maddpg.metrics import read_rows
-from maddpg.prey import RandomPrey
+from maddpg import evaluate
+from maddpg.core import seeding
+from maddpg.core.buffer import Batch
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.core.config import Config, load_config
+from maddpg.core.learner import Maddpg
+from maddpg.core.metrics import read_rows
+from maddpg.core.prey import RandomPrey
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
@@ -123,3 +125,10 @@ def run_args(tmp_path):
         return ["--config", SMOKE, f"run.dir={tmp_path}", f"run.name={name}", "run.progress=false", *overrides]
 
     return make
+
+
+def evaluated(argv: list[str]) -> dict:
+    """`python -m maddpg.evaluate ARGV` -> the summary it wrote (--out, else evaluation.json in the run)."""
+    evaluate.main(argv)
+    out = argv[argv.index("--out") + 1] if "--out" in argv else Path(argv[0]) / "evaluation.json"
+    return json.loads(Path(out).read_text())

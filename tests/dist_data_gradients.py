@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 
 from conftest import random_batch, toy_learner
-from maddpg.buffer import Batch
-from maddpg.distributed import exit_process, setup, teardown
+from maddpg.core.buffer import Batch
+from maddpg.core.comm import exit_process, setup, teardown
 
 UPDATES = 5
 GRAD_ATOL = 1e-6

@@ -11,11 +11,11 @@ import torch
 import torch.distributed as dist
 
 from conftest import random_batch, toy_learner
-from maddpg.buffer import ReplayBuffer, States
-from maddpg.config import GeneticConfig, Strategy
-from maddpg.distributed import exit_process, setup, teardown
-from maddpg.genetic import HYPERPARAMETERS, Population, SharedExperience, hyperparameters
-from maddpg.learner import Maddpg
+from maddpg.core.buffer import ReplayBuffer, States
+from maddpg.core.comm import exit_process, setup, teardown
+from maddpg.core.config import GeneticConfig, Strategy
+from maddpg.core.learner import Maddpg
+from maddpg.distributed.genetic import HYPERPARAMETERS, Population, SharedExperience, hyperparameters
 
 OBS_DIMS = (6, 6, 6, 5)
 

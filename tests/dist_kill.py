@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import train
-from maddpg.checkpoint import sha256
-from maddpg.elastic import restart_count
+from maddpg.core.checkpoint import sha256
+from maddpg.distributed.elastic import restart_count
 
 real_evaluate = train.evaluate
 evaluations = 0

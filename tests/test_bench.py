@@ -10,7 +10,7 @@ import pytest
 
 from conftest import children
 from maddpg import bench
-from maddpg.config import Backend, load_config
+from maddpg.core.config import Backend, load_config
 
 
 def test_the_default_buffer_is_each_transition_once_in_float32():

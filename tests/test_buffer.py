@@ -6,14 +6,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from maddpg.buffer import Batch, MixedBuffer, ReplayBuffer, States, buffer_class, observe, states
-from maddpg.checkpoint import buffered_transitions, without_buffer_data
-from maddpg.config import Backend, EnvConfig
-from maddpg.envs import make_env
-from maddpg.errors import ConfigError
-from maddpg.opponents import MixedPrey
-from maddpg.scripted import StillPrey
-from maddpg.twin import Observer
+from maddpg.core.buffer import Batch, MixedBuffer, ReplayBuffer, States, buffer_class, observe, states
+from maddpg.core.checkpoint import buffered_transitions, without_buffer_data
+from maddpg.core.config import Backend, EnvConfig
+from maddpg.core.envs import make_env
+from maddpg.core.errors import ConfigError
+from maddpg.core.opponents import MixedPrey
+from maddpg.core.scripted import StillPrey
+from maddpg.core.twin import Observer
 
 ENV = EnvConfig(num_adversaries=2, num_good=1, num_obstacles=1)
 
@@ -145,7 +145,7 @@ def test_batches_equal_those_of_a_buffer_of_observations(backend, teams):
 
 
 def test_a_pipeline_round_trip_keeps_the_states_exact():
-    from maddpg.pipeline import pack, unpack
+    from maddpg.distributed.pipeline import pack, unpack
 
     cfg = replace(ENV, backend=Backend.mpe2, n_envs=2)
     env = make_env(cfg)

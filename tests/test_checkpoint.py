@@ -8,9 +8,9 @@ import pytest
 
 import train
 from conftest import SMOKE
-from maddpg import pretrained
-from maddpg.buffer import MixedBuffer, buffer_class
-from maddpg.checkpoint import (
+from maddpg.core import pretrained
+from maddpg.core.buffer import MixedBuffer, buffer_class
+from maddpg.core.checkpoint import (
     RECORD_FILE,
     Record,
     buffered_transitions,
@@ -27,7 +27,7 @@ from maddpg.checkpoint import (
     sha256,
     verify,
 )
-from maddpg.errors import ConfigError
+from maddpg.core.errors import ConfigError
 
 MIX = ("prey.mode=mix", "prey.mix=[still,random]", "env.n_envs=2", "train.checkpoint_buffer=true",
        "train.total_steps=100", "train.checkpoint_every=50", "train.eval_every=50", "run.gif=false")  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SMOKE
-from maddpg.pretrained import PREDATORS_DIR
+from maddpg.core.pretrained import PREDATORS_DIR
 
 COMMANDS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 BIN = Path(sys.executable).parent  # the environment's console scripts

@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from maddpg.config import PreyMode, leaves, load_config
-from maddpg.errors import ConfigError
+from maddpg.core.config import PreyMode, leaves, load_config
+from maddpg.core.errors import ConfigError
 
 
 def test_defaults_are_the_studys_hyperparameters():

@@ -4,9 +4,9 @@ import pytest
 
 import train
 from maddpg import difficulty
-from maddpg.errors import ConfigError
+from maddpg.core.errors import ConfigError
+from maddpg.core.pretrained import manifest, sha256
 from maddpg.plot import final_score, load_run
-from maddpg.pretrained import manifest, sha256
 
 
 def test_difficulty_is_the_mean_final_score_of_fresh_predators_and_its_runs_are_kept(tmp_path, capsys):

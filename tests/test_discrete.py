@@ -6,14 +6,13 @@ import pytest
 import torch
 
 import train
-from conftest import SMOKE, fails, random_batch, toy_learner
-from maddpg import evaluate
-from maddpg.config import Actions, EnvConfig, load_config
-from maddpg.envs import make_env
-from maddpg.learner import gumbel_softmax, one_hot
-from maddpg.metrics import read_rows
-from maddpg.networks import StackedMLP
-from maddpg.prey import load_prey, prey_payload
+from conftest import SMOKE, evaluated, fails, random_batch, toy_learner
+from maddpg.core.config import Actions, EnvConfig, load_config
+from maddpg.core.envs import make_env
+from maddpg.core.learner import gumbel_softmax, one_hot
+from maddpg.core.metrics import read_rows
+from maddpg.core.networks import StackedMLP
+from maddpg.core.prey import load_prey, prey_payload
 
 OBS_DIMS = (6, 6, 6, 5)
 
@@ -162,13 +161,13 @@ def test_a_discrete_run_writes_a_discrete_prey_file_evaluates_and_plays_the_suit
     assert (run / "episode.gif").is_file()
     train.main([*common, "run.name=fixed", "prey.mode=fixed", f"prey.checkpoint={run / 'prey.pt'}"])
     assert read_rows(tmp_path / "fixed")[-1]["env_steps"] == load_config(SMOKE).train.total_steps
-    played = evaluate.main(
+    played = evaluated(
         [str(run), "--episodes", "4", "--gif", str(tmp_path / "eval.gif"), "--out", str(tmp_path / "e.json")]
     )
     assert played["prey"] == "learned" and (tmp_path / "eval.gif").is_file()
-    suite = evaluate.main([str(run), "--suite", "--episodes", "4", "--out", str(tmp_path / "suite.json")])
+    suite = evaluated([str(run), "--suite", "--episodes", "4", "--out", str(tmp_path / "suite.json")])
     assert list(suite["suite"]) == ["still", "random", "flee", "weak_discrete", "strong_discrete"]
     for role in ("weak", "strong"):  # named as for any run: the discrete shipped prey play
-        shipped = evaluate.main([str(run), "--prey", role, "--episodes", "4", "--out", str(tmp_path / "e.json")])
+        shipped = evaluated([str(run), "--prey", role, "--episodes", "4", "--out", str(tmp_path / "e.json")])
         assert shipped["prey"] == f"{role}_discrete"
         assert shipped["predator_return"] == suite["suite"][f"{role}_discrete"]["predators"]["predator_return"]

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, children, torchrun, train_args, wait_for_rows
-from maddpg import evaluate
-from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.metrics import read_rows
+from conftest import ROOT, children, evaluated, torchrun, train_args, wait_for_rows
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.core.metrics import read_rows
 
 NETWORKS = ("actor", "critic", "target_actor", "target_critic")
 MODEL_ATOL = 1e-6  # float32 rounding differs between a 1-agent and a 3-agent batched matmul
@@ -72,7 +71,7 @@ def test_model_mode_reproduces_single_mode(tmp_path, actions, prey):
     )
     # The evaluation command assembles model mode's actors from every rank's file.
     out = ["--episodes", "4", "--out", str(tmp_path / "evaluation.json")]
-    model, single = (evaluate.main([str(tmp_path / name), *out]) for name in ("model", "single"))
+    model, single = (evaluated([str(tmp_path / name), *out]) for name in ("model", "single"))
     assert model["predator_return"]["mean"] == pytest.approx(single["predator_return"]["mean"])
 
 
@@ -123,7 +122,7 @@ def test_model_mode_with_blocks_of_agents_reproduces_single_mode_at_a_large_team
     prey, expected = (torch.load(tmp_path / run / "prey.pt", weights_only=True)["actor"] for run in ("model", "single"))
     torch.testing.assert_close(prey, expected, rtol=0, atol=MODEL_ATOL)  # gathered from both blocks
     out = ["--episodes", "4", "--out", str(tmp_path / "evaluation.json")]
-    model, single = (evaluate.main([str(tmp_path / name), *out]) for name in ("model", "single"))
+    model, single = (evaluated([str(tmp_path / name), *out]) for name in ("model", "single"))
     assert model["predator_return"]["mean"] == pytest.approx(single["predator_return"]["mean"])
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from mpe2 import simple_tag_v3
 
-from maddpg.config import EnvConfig
-from maddpg.envs import Mpe2VecEnv
-from maddpg.seeding import derive_seeds
+from maddpg.core.config import EnvConfig
+from maddpg.core.envs import Mpe2VecEnv
+from maddpg.core.seeding import derive_seeds
 
 
 @pytest.mark.parametrize(

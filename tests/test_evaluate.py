@@ -1,15 +1,15 @@
 """The evaluation command: a JSON summary with confidence intervals, any prey, a GIF, any mode's checkpoint."""
 
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 import train
-from conftest import SMOKE
-from maddpg import evaluate, pretrained
-from maddpg.checkpoint import list_checkpoints, load_checkpoint, sha256, verify
+from conftest import SMOKE, evaluated
+from maddpg import evaluate
+from maddpg.core import pretrained
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint, sha256, verify
 
 FIELDS = ("predator_return", "capture_rate", "prey_return")
 
@@ -20,13 +20,6 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     train.main(["--config", SMOKE, f"run.dir={root}", "run.name=toy", "run.progress=false", "run.gif=false"])
     return root / "toy"
-
-
-def evaluated(argv: list[str]) -> dict:
-    """`python -m maddpg.evaluate ARGV` -> the summary it wrote (--out, else evaluation.json in the run)."""
-    evaluate.main(argv)
-    out = argv[argv.index("--out") + 1] if "--out" in argv else Path(argv[0]) / "evaluation.json"
-    return json.loads(Path(out).read_text())
 
 
 def test_summary_has_the_documented_fields(run):

@@ -6,12 +6,12 @@ import torch
 
 import train
 from conftest import toy_config
-from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.distributed import Comm
-from maddpg.evaluation import evaluate, evaluate_episodes
-from maddpg.modes import placement
-from maddpg.prey import RandomPrey
-from maddpg.scripted import GreedyTeam, Team
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.core.comm import Comm
+from maddpg.core.evaluation import evaluate, evaluate_episodes
+from maddpg.core.prey import RandomPrey
+from maddpg.core.scripted import GreedyTeam, Team
+from maddpg.distributed.modes import placement
 
 # Every kind of prey: learning, random, scripted, a shipped prey, and a mix with a random prey in it.
 PREY = {

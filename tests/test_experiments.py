@@ -14,14 +14,22 @@ import pytest
 import train
 from conftest import ROOT, wait_for_rows
 from maddpg import experiments, plot
-from maddpg.checkpoint import Record, checkpoint_dir, list_checkpoints, load_checkpoint, rank_file, record_file, sha256
-from maddpg.config import load_config, to_yaml
-from maddpg.errors import ConfigError
-from maddpg.evaluation import SUITE
+from maddpg.core.checkpoint import (
+    Record,
+    checkpoint_dir,
+    list_checkpoints,
+    load_checkpoint,
+    rank_file,
+    record_file,
+    sha256,
+)
+from maddpg.core.config import load_config, to_yaml
+from maddpg.core.errors import ConfigError
+from maddpg.core.evaluation import SUITE
+from maddpg.core.metrics import METRICS_FILE, SYNCS_FILE, read_rows
+from maddpg.core.provenance import PROVENANCE_FILE
+from maddpg.distributed.genetic import BEST_LEARNER_FILE
 from maddpg.experiments import EXPERIMENTS, OPPONENTS
-from maddpg.genetic import BEST_LEARNER_FILE
-from maddpg.metrics import METRICS_FILE, SYNCS_FILE, read_rows
-from maddpg.provenance import PROVENANCE_FILE
 
 TOY = ["maddpg.hidden=[16,16]", "maddpg.batch_size=32", "maddpg.buffer_size=2000", "maddpg.learning_starts=64",
        "env.max_cycles=25", "train.eval_episodes=2", "train.checkpoint_every=100", "run.gif=false"]  # fmt: skip

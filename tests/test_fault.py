@@ -13,7 +13,7 @@ import torch
 
 import train
 from conftest import ROOT, fails, torchrun, toy_learner, train_args
-from maddpg.checkpoint import (
+from maddpg.core.checkpoint import (
     RECORD_FILE,
     checkpoint_dir,
     checkpoint_dirs,
@@ -26,13 +26,13 @@ from maddpg.checkpoint import (
     sha256,
     verify,
 )
-from maddpg.config import EnvConfig
-from maddpg.distributed import Comm
-from maddpg.elastic import RUN_ID_FILE
-from maddpg.guard import nonfinite_error, nonfinite_loss, nonfinite_parameter
-from maddpg.learner import Maddpg
-from maddpg.metrics import SYNCS_FILE, read_rows
-from maddpg.prey import load_prey
+from maddpg.core.comm import Comm
+from maddpg.core.config import EnvConfig
+from maddpg.core.guard import nonfinite_error, nonfinite_loss, nonfinite_parameter
+from maddpg.core.learner import Maddpg
+from maddpg.core.metrics import SYNCS_FILE, read_rows
+from maddpg.core.prey import load_prey
+from maddpg.distributed.elastic import RUN_ID_FILE
 
 NAMES = ["adversary_0", "adversary_1", "adversary_2", "agent_0"]
 

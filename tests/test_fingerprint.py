@@ -18,10 +18,10 @@ import torch
 
 import train
 from conftest import ROOT, torchrun
-from maddpg import seeding
-from maddpg.buffer import ReplayBuffer, States
-from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.metrics import read_rows
+from maddpg.core import seeding
+from maddpg.core.buffer import ReplayBuffer, States
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.core.metrics import read_rows
 
 FAST = str(ROOT / "configs" / "fast.yaml")
 TOLERANCE = 1e-4  # relative

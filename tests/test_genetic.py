@@ -8,27 +8,29 @@ import torch
 
 import train
 from conftest import ROOT, fails, torchrun, toy_config, toy_learner, train_args
-from maddpg import evaluate, evaluation, seeding
-from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.config import GeneticConfig, Mode, Schedule, load_config
-from maddpg.distributed import Comm
-from maddpg.envs import make_env
-from maddpg.errors import ConfigError
-from maddpg.genetic import (
+from maddpg import evaluate
+from maddpg.core import evaluation, seeding
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.core.comm import Comm
+from maddpg.core.config import GeneticConfig, Mode, Schedule, load_config
+from maddpg.core.envs import make_env
+from maddpg.core.errors import ConfigError
+from maddpg.core.learner import Maddpg
+from maddpg.core.metrics import SYNCS_FILE, read_rows
+from maddpg.core.networks import StackedMLP
+from maddpg.core.pretrained import PREDATORS_DIR, shipped_prey
+from maddpg.distributed.genetic import (
     Fitness,
     Population,
     best_rank,
     hyperparameters,
     pbt_plan,
     perturbed,
+    selection_opponents,
     set_hyperparameters,
     sync_period,
 )
-from maddpg.learner import Maddpg
-from maddpg.metrics import SYNCS_FILE, read_rows
-from maddpg.modes import placement
-from maddpg.networks import StackedMLP
-from maddpg.pretrained import PREDATORS_DIR, shipped_prey
+from maddpg.distributed.modes import placement
 
 
 def test_constant_schedule_syncs_every_period():
@@ -303,3 +305,8 @@ def test_a_population_that_shares_experience_names_its_best_learner_on_episodes_
             assert learner[prey] == pytest.approx(summary["predator_return"]["mean"]), (rank, prey)
     assert evaluate.evaluate_run(run, "still", episodes=2)[0]["rank"] == best["rank"]
     assert evaluate.evaluate_run(run, "still", rank=1 - best["rank"], episodes=2)[0]["rank"] == 1 - best["rank"]
+
+
+def test_the_best_learner_meets_the_shipped_prey_only_with_the_teams_they_were_trained_for():
+    assert selection_opponents(toy_config().env) == evaluation.SUITE
+    assert selection_opponents(toy_config("env.num_adversaries=2").env) == ("still", "random", "flee")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import ROOT, SMOKE
-from maddpg.checkpoint import checkpoint_dir, load_checkpoint
-from maddpg.metrics import METRICS_FILE, SYNCS_FILE, read_rows
+from maddpg.core.checkpoint import checkpoint_dir, load_checkpoint
+from maddpg.core.metrics import METRICS_FILE, SYNCS_FILE, read_rows
 from maddpg.scaling import netns_unavailable
 
 SCRIPT = ROOT / "launch" / "netns_two_nodes.sh"

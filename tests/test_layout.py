@@ -1,4 +1,5 @@
-"""The package's shape: the core never imports a tool, the algorithm imports no env, import chains stay short."""
+"""The package's shape: three layers in three places (maddpg/core/, maddpg/distributed/, the tools at the
+top), imports from a layer to the ones below it only, the algorithm importing no env, short import chains."""
 
 import ast
 import functools
@@ -7,17 +8,28 @@ import sys
 
 from conftest import ROOT
 
-TOOLS = {"bench", "speedup", "scaling", "experiments", "difficulty", "plot", "evaluate"}  # docs/layout.md
-MODULES = {path.stem: path for path in (ROOT / "maddpg").glob("*.py") if path.stem != "__init__"}
-MODULES["train"] = ROOT / "train.py"  # the entry point is core too
+PACKAGE = ROOT / "maddpg"
+LAYERS = {"core": 0, "distributed": 1, "tools": 2, "train": 3}  # a module may import its own layer and those below
+TOOLS = {"bench", "speedup", "scaling", "experiments", "difficulty", "plot", "evaluate", "stats"}  # docs/layout.md
+MODULES = {
+    path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", "."): path
+    for path in PACKAGE.rglob("*.py")
+    if path.stem != "__init__"
+}  # "core.learner", "distributed.genetic", "evaluate"
+MODULES["train"] = ROOT / "train.py"
+
+
+def layer(module: str) -> str:
+    return module.split(".")[0] if "." in module else "train" if module == "train" else "tools"
 
 
 def imports(module: str) -> set[str]:
-    """The package modules `module` imports."""
+    """The package modules `module` imports, by their names in MODULES."""
     names = set()
     for node in ast.walk(ast.parse(MODULES[module].read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("maddpg"):
-            names |= {node.module.split(".")[1]} if "." in node.module else {alias.name for alias in node.names}
+            where = node.module.removeprefix("maddpg").removeprefix(".")
+            names |= {f"{where}.{alias.name}".lstrip(".") for alias in node.names} | {where}
     return names & set(MODULES)
 
 
@@ -26,10 +38,16 @@ def longest_chain(module: str) -> tuple[str, ...]:
     return max([(module, *longest_chain(m)) for m in imports(module)], key=len, default=(module,))
 
 
-def test_every_tool_exists_and_the_core_imports_none():
-    assert set(MODULES) >= TOOLS
-    for module in set(MODULES) - TOOLS:
-        assert not imports(module) & TOOLS, f"core module {module} imports a tool"
+def test_the_tools_are_the_top_level_modules():
+    assert {module for module in MODULES if layer(module) == "tools"} == TOOLS
+
+
+def test_imports_go_from_a_layer_to_the_layers_below_only():
+    assert imports("distributed.genetic") >= {"core.comm", "core.learner"}  # the parser sees both import forms
+    assert imports("experiments") >= {"plot", "core.checkpoint"}
+    for module in MODULES:
+        for imported in imports(module):
+            assert LAYERS[layer(imported)] <= LAYERS[layer(module)], f"{module} imports {imported}"
 
 
 def test_the_longest_import_chain_is_at_most_nine_modules():
@@ -38,15 +56,20 @@ def test_the_longest_import_chain_is_at_most_nine_modules():
 
 
 def test_importing_the_algorithm_does_not_import_an_env():
-    code = "import sys, maddpg.learner; print(sorted(m for m in sys.modules if m.startswith(('mpe2', 'maddpg.envs'))))"
+    loaded = "sorted(m for m in sys.modules if m.startswith(('mpe2', 'maddpg.core.envs')))"
+    code = f"import sys, maddpg.core.learner; print({loaded})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"
 
 
-def test_the_docs_layout_lists_every_module_and_every_tool_under_tools():
+def test_the_docs_layout_lists_every_module_in_its_layer():
     layout = (ROOT / "docs" / "layout.md").read_text().split("```")[1]
-    listed = {line.split()[0].removeprefix("maddpg/").removesuffix(".py") for line in layout.splitlines()
-              if line.startswith("maddpg/")}  # fmt: skip
-    assert listed == set(MODULES) - {"train"}
-    tools = layout.split("\ntools\n")[1]
-    assert {m for m in listed if f"maddpg/{m}.py" in tools} == TOOLS
+    listed = {}
+    for block in layout.strip().split("\n\n"):
+        heading = block.splitlines()[0].split()[0].removeprefix("maddpg/").rstrip(":/")
+        for line in block.splitlines()[1:]:
+            if line.startswith("maddpg/") and line.split()[0].endswith(".py"):
+                module = line.split()[0].removeprefix("maddpg/").removesuffix(".py").replace("/", ".")
+                listed[module] = heading
+    assert set(listed) == set(MODULES) - {"train"}
+    assert all(layer(module) == heading for module, heading in listed.items()), listed

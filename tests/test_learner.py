@@ -8,8 +8,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import random_batch, toy_learner
 from maddpg.bench import update_flops
-from maddpg.config import ExploreConfig
-from maddpg.learner import Maddpg, exploration_scale, explore
+from maddpg.core.config import ExploreConfig
+from maddpg.core.learner import Maddpg, exploration_scale, explore
 
 OBS_DIMS = (6, 6, 6, 5)
 

@@ -30,7 +30,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from maddpg.metrics import read_rows
+from maddpg.core.metrics import read_rows
 
 THRESHOLD = 25.0  # mean predator return over the last three evaluations, either action type
 ACTIONS = ("continuous", "discrete")

@@ -2,7 +2,7 @@
 
 import torch
 
-from maddpg.networks import StackedMLP
+from maddpg.core.networks import StackedMLP
 
 
 def test_shapes_and_sigmoid_range():

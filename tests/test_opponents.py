@@ -5,12 +5,12 @@ import torch
 
 import train
 from conftest import assert_same_weights, learner_state, unmeasured
-from maddpg.buffer import MixedBuffer, ReplayBuffer, States
-from maddpg.config import ConfigError, EnvConfig, load_config
-from maddpg.learner import Maddpg
-from maddpg.metrics import read_rows
-from maddpg.opponents import MixedPrey
-from maddpg.twin import Observer
+from maddpg.core.buffer import MixedBuffer, ReplayBuffer, States
+from maddpg.core.config import ConfigError, EnvConfig, load_config
+from maddpg.core.learner import Maddpg
+from maddpg.core.metrics import read_rows
+from maddpg.core.opponents import MixedPrey
+from maddpg.core.twin import Observer
 
 ENV = EnvConfig()  # 3 predators, 1 prey, 2 obstacles: observations of 16 (predators) and 14 (prey)
 

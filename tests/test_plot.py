@@ -8,7 +8,7 @@ import scipy.stats
 
 from conftest import toy_config
 from maddpg import plot, stats
-from maddpg.config import to_yaml
+from maddpg.core.config import to_yaml
 from maddpg.stats import bootstrap_ci
 
 STEPS = list(range(0, 1001, 100))

@@ -5,12 +5,12 @@ import torch
 
 import train
 from conftest import random_batch
-from maddpg.config import EnvConfig, load_config
-from maddpg.errors import ConfigError
-from maddpg.learner import Maddpg
-from maddpg.networks import StackedMLP
-from maddpg.pretrained import manifest, record, resolve_prey, sha256
-from maddpg.prey import export, load_prey, prey_payload
+from maddpg.core.config import EnvConfig, load_config
+from maddpg.core.errors import ConfigError
+from maddpg.core.learner import Maddpg
+from maddpg.core.networks import StackedMLP
+from maddpg.core.pretrained import manifest, record, resolve_prey, sha256
+from maddpg.core.prey import export, load_prey, prey_payload
 
 OBS_DIMS = (16, 16, 16, 14)
 

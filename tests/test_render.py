@@ -5,9 +5,9 @@ import torch
 from PIL import Image
 
 from conftest import toy_config
-from maddpg.envs import make_env
-from maddpg.learner import Maddpg
-from maddpg.render import record_episode, render_states, write_gif
+from maddpg.core.envs import make_env
+from maddpg.core.learner import Maddpg
+from maddpg.core.render import record_episode, render_states, write_gif
 
 
 @pytest.mark.parametrize("backend", ["torch", "mpe2"])

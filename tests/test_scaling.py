@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from maddpg.config import load_config
+from maddpg.core.config import load_config
 from maddpg.scaling import (
     OPS,
     Net,

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import train
-from maddpg import evaluate, evaluation
-from maddpg.config import EnvConfig
-from maddpg.envs import make_env
-from maddpg.metrics import read_rows
-from maddpg.scripted import FleeingPrey, GreedyTeam, Layout, StillPrey, Team, push
+from maddpg import evaluate
+from maddpg.core import evaluation
+from maddpg.core.config import EnvConfig
+from maddpg.core.envs import make_env
+from maddpg.core.metrics import read_rows
+from maddpg.core.scripted import FleeingPrey, GreedyTeam, Layout, StillPrey, Team, push
 
 ENV = EnvConfig(n_envs=200)
 

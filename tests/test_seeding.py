@@ -6,10 +6,10 @@ import torch
 
 import train
 from conftest import SMOKE, toy_config
-from maddpg import seeding
-from maddpg.config import load_config
-from maddpg.distributed import Comm
-from maddpg.modes import placement
+from maddpg.core import seeding
+from maddpg.core.comm import Comm
+from maddpg.core.config import load_config
+from maddpg.distributed.modes import placement
 
 
 def fingerprints(seed: int, rank: int) -> dict[str, tuple[float, ...]]:

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from maddpg import speedup
-from maddpg.config import load_config
-from maddpg.metrics import read_rows
+from maddpg.core.config import load_config
+from maddpg.core.metrics import read_rows
 
 
 def write_run(path, returns, seconds_per_row):

@@ -20,8 +20,8 @@ from conftest import (
     unmeasured,
     wait_for_rows,
 )
-from maddpg.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint, rank_file
-from maddpg.metrics import read_rows
+from maddpg.core.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint, rank_file
+from maddpg.core.metrics import read_rows
 
 LONG = ("train.total_steps=3000", "train.checkpoint_buffer=true", "run.gif=false")
 

@@ -9,9 +9,9 @@ import torch
 
 import train
 from conftest import ROOT, assert_same_weights, learner_state, toy_config, unmeasured
-from maddpg.checkpoint import list_checkpoints, load_checkpoint
-from maddpg.metrics import read_rows
-from maddpg.provenance import PROVENANCE_FILE
+from maddpg.core.checkpoint import list_checkpoints, load_checkpoint
+from maddpg.core.metrics import read_rows
+from maddpg.core.provenance import PROVENANCE_FILE
 
 
 @pytest.mark.parametrize("backend", ["torch", "mpe2"])

@@ -8,9 +8,9 @@ import pytest
 import torch
 from pettingzoo.utils.env_logger import EnvLogger
 
-from maddpg.config import EnvConfig
-from maddpg.envs import Mpe2VecEnv
-from maddpg.twin import TorchTagEnv
+from maddpg.core.config import EnvConfig
+from maddpg.core.envs import Mpe2VecEnv
+from maddpg.core.twin import TorchTagEnv
 
 TEAMS = [
     pytest.param(dict(num_adversaries=3, num_good=1, num_obstacles=2), id="3v1+2obst"),

@@ -10,7 +10,7 @@ from mpe2 import simple_tag_v3
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 from pettingzoo.utils.env_logger import EnvLogger
 
-from maddpg import twin
+from maddpg.core import twin
 
 # Observations are float32 roundings of float64 states. The twin's float64 states match mpe2's bit for
 # bit, except where contact forces are summed in another order (~1e-16 relative), so that an

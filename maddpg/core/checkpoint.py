@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from maddpg.buffer import buffer_class
-from maddpg.distributed import Comm
-from maddpg.errors import ConfigError
+from maddpg.core.buffer import buffer_class
+from maddpg.core.comm import Comm
+from maddpg.core.errors import ConfigError
 
 CHECKPOINT_VERSION = 2  # 2: records the mode and world size that wrote it
 RECORD_FILE = "complete.json"

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from mpe2 import simple_tag_v3
 
-from maddpg.config import Actions, Backend, EnvConfig
-from maddpg.seeding import derive_seeds
-from maddpg.twin import ACT_DIM, TorchTagEnv
+from maddpg.core.config import Actions, Backend, EnvConfig
+from maddpg.core.seeding import derive_seeds
+from maddpg.core.twin import ACT_DIM, TorchTagEnv
 
 
 class Mpe2VecEnv:

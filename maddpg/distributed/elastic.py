@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from maddpg.errors import ConfigError
+from maddpg.core.errors import ConfigError
 
 RUN_ID_FILE = "torchelastic_run_id"
 

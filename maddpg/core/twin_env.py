@@ -1,6 +1,6 @@
 """mpe2's `simple_tag_v3` as PettingZoo environments, simulated by the PyTorch twin.
 
-`maddpg.twin.parallel_env(**kwargs)` returns a `pettingzoo.ParallelEnv` and `maddpg.twin.env(**kwargs)`
+`maddpg.core.twin.parallel_env(**kwargs)` returns a `pettingzoo.ParallelEnv` and `maddpg.core.twin.env(**kwargs)`
 its AEC form (PettingZoo's `parallel_to_aec`). Both take the keyword arguments of mpe2 1.1.1's
 `simple_tag_v3.parallel_env`, with its defaults (`max_cycles=25`, discrete actions), and give the
 same agents (`adversary_*`, then `agent_*`), spaces, observations (float32), rewards, terminations,
@@ -33,8 +33,8 @@ For speed, step many worlds at once as tensors, on CPU or CUDA, with the batched
 (`max_cycles` 50 and continuous actions by default; no PettingZoo dicts):
 
     import torch
-    from maddpg.config import EnvConfig
-    from maddpg.twin import TorchTagEnv
+    from maddpg.core.config import EnvConfig
+    from maddpg.core.twin import TorchTagEnv
     env = TorchTagEnv(EnvConfig(n_envs=4096), device="cuda")  # float32; num_good, num_adversaries, ...
     obs = env.reset((0,))  # (4096, 4, 16): every agent's observation, zero-padded to the widest
     obs, reward, truncated = env.step(torch.rand(4096, 4, 5))  # actions (E, N, 5) in [0, 1]
@@ -173,7 +173,7 @@ class TagParallelEnv(ParallelEnv):
     """mpe2's simple_tag_v3 parallel env on one world of the twin; the module docstring lists the options.
 
     `make_world(num_good, num_adversaries, num_obstacles, max_cycles, continuous_actions)` builds the
-    world, a `maddpg.twin.TorchTagEnv` of one copy that steps as mpe2 does. `maddpg.twin.parallel_env`
+    world, a `maddpg.core.twin.TorchTagEnv` of one copy that steps as mpe2 does. `maddpg.core.twin.parallel_env`
     passes it in: were it imported here, the package's modules would import each other in a cycle.
     """
 

@@ -1,11 +1,11 @@
 """What the project ships, each listed with its sha256 and provenance in a manifest.json:
 
-- prey files under maddpg/pretrained_prey/, so `prey.checkpoint=weak` or `=strong` names a verified
-  file. `make prey` trains them (see the Makefile) and `python -m maddpg.prey export` records each one.
-- predators under maddpg/pretrained_predators/NAME/, a run's last checkpoint as a run directory holds
+- prey files under maddpg/core/pretrained_prey/, so `prey.checkpoint=weak` or `=strong` names a verified
+  file. `make prey` trains them (see the Makefile) and `python -m maddpg.core.prey export` records each one.
+- predators under maddpg/core/pretrained_predators/NAME/, a run's last checkpoint as a run directory holds
   it (without its replay buffer, with its record complete.json), so `python -m maddpg.evaluate
-  maddpg/pretrained_predators/NAME` plays them; evaluation checks every rank file against the sha256
-  its record lists. `make predators` trains and ships them with `python -m maddpg.pretrained ship
+  maddpg/core/pretrained_predators/NAME` plays them; evaluation checks every rank file against the sha256
+  its record lists. `make predators` trains and ships them with `python -m maddpg.core.pretrained ship
   RUN_DIR --name NAME --command CMD`.
 """
 
@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from maddpg.checkpoint import (
+from maddpg.core.checkpoint import (
     buffered_transitions,
     latest_good_checkpoint,
     load_checkpoint,
@@ -26,7 +26,7 @@ from maddpg.checkpoint import (
     sha256,
     without_buffer_data,
 )
-from maddpg.errors import ConfigError, command_errors
+from maddpg.core.errors import ConfigError, command_errors
 
 PREY_DIR = Path(__file__).parent / "pretrained_prey"
 MANIFEST = PREY_DIR / "manifest.json"
@@ -112,7 +112,8 @@ def ship_predators(run_dir: Path, name: str, command: str, dest: Path = PREDATOR
         shutil.rmtree(staging)
         raise ConfigError(
             f"{run_dir}: {checkpoint.name} still holds replay buffer transitions once dropped ({held}), and shipped "
-            "predators hold none: nothing was shipped; its buffer's class must drop them (drop_data, maddpg/buffer.py)"
+            "predators hold none: nothing was shipped; its buffer's class must drop them "
+            "(drop_data, maddpg/core/buffer.py)"
         )
     state = load_checkpoint(shipped, 0)
     entry = {
@@ -137,10 +138,14 @@ def held_transitions(checkpoint: Path, world_size: int) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Ship a run's predators: python -m maddpg.pretrained ship RUN_DIR ...")
+    parser = argparse.ArgumentParser(
+        description="Ship a run's predators: python -m maddpg.core.pretrained ship RUN_DIR ..."
+    )
     parser.add_argument("action", choices=["ship"])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--name", required=True, help="the shipped predators' name (maddpg/pretrained_predators/NAME)")
+    parser.add_argument(
+        "--name", required=True, help="the shipped predators' name (maddpg/core/pretrained_predators/NAME)"
+    )
     parser.add_argument("--command", required=True, help="the command that trained the run, for the manifest")
     args = parser.parse_args(argv)
     with command_errors():

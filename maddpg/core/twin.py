@@ -1,6 +1,6 @@
 """A batched PyTorch twin of mpe2 `simple_tag_v3`: `n_envs` worlds stepped as tensors on CPU or CUDA.
 
-`parallel_env` and `env` give one such world as mpe2's PettingZoo environments (maddpg/twin_env.py).
+`parallel_env` and `env` give one such world as mpe2's PettingZoo environments (maddpg/core/twin_env.py).
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from maddpg.config import EnvConfig
-from maddpg.seeding import generator
+from maddpg.core.config import EnvConfig
+from maddpg.core.seeding import generator
 
 if TYPE_CHECKING:
     from pettingzoo import AECEnv
 
-    from maddpg.twin_env import TagParallelEnv
+    from maddpg.core.twin_env import TagParallelEnv
 
 ACT_DIM = 5  # continuous simple_tag actions: [no_action, left, right, down, up], each in [0, 1]
 CONTACT_REWARD = 10.0  # every predator gets this per (predator, prey) pair in contact
@@ -66,7 +66,7 @@ class Observer:
 
 
 class TorchTagEnv:
-    """`n_envs` simple_tag worlds as tensors, with the interface of `maddpg.envs.Mpe2VecEnv`.
+    """`n_envs` simple_tag worlds as tensors, with the interface of `maddpg.core.envs.Mpe2VecEnv`.
 
     Physics, observations (full observability), rewards and truncation follow mpe2 1.1.1.
     Entities are agents (predators `adversary_*`, then prey `agent_*`), then obstacles.
@@ -215,8 +215,8 @@ class TorchTagEnv:
 def parallel_env(**kwargs) -> TagParallelEnv:
     """mpe2's `simple_tag_v3.parallel_env(**kwargs)`, simulated by one TorchTagEnv world: a PettingZoo
     ParallelEnv with mpe2's agents, spaces, observations, rewards, terminations and truncations for the
-    same seed and actions (maddpg/twin_env.py lists the options)."""
-    from maddpg.twin_env import TagParallelEnv  # here: importing the twin for training loads no PettingZoo
+    same seed and actions (maddpg/core/twin_env.py lists the options)."""
+    from maddpg.core.twin_env import TagParallelEnv  # here: importing the twin for training loads no PettingZoo
 
     return TagParallelEnv(_mpe2_world, **kwargs)
 

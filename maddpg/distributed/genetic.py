@@ -48,15 +48,15 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from maddpg import seeding
-from maddpg.buffer import ReplayBuffer, States
-from maddpg.config import Config, FitnessOpponent, GeneticConfig, PreyMode, Schedule, Strategy
-from maddpg.distributed import Comm
-from maddpg.envs import VecEnv
-from maddpg.evaluation import SUITE, evaluate
-from maddpg.learner import Maddpg, Prey
-from maddpg.pretrained import for_actions
-from maddpg.prey import FrozenPrey, prey_actor, prey_policy
+from maddpg.core import seeding
+from maddpg.core.buffer import ReplayBuffer, States
+from maddpg.core.comm import Comm
+from maddpg.core.config import Config, EnvConfig, FitnessOpponent, GeneticConfig, PreyMode, Schedule, Strategy
+from maddpg.core.envs import VecEnv
+from maddpg.core.evaluation import SUITE, evaluate
+from maddpg.core.learner import Maddpg, Prey
+from maddpg.core.pretrained import SHIPPED, for_actions
+from maddpg.core.prey import FrozenPrey, prey_actor, prey_policy
 
 HYPERPARAMETERS = ("actor_lr", "critic_lr", "tau", "noise_scale")  # what pbt perturbs, as logged
 BEST_LEARNER_FILE = "best_learner.json"  # in the run directory: select_best's choice at the final checkpoint
@@ -320,21 +320,31 @@ class SharedExperience:
         return (len(every) - 1) * flat.numel() * flat.element_size()
 
 
+def selection_opponents(env: EnvConfig) -> tuple[str, ...]:
+    """The prey a run's best learner is chosen against: SUITE, less the shipped prey when the run's teams
+    are not the default ones they were trained for (3 predators, 1 prey, 2 obstacles)."""
+    teams, default = (env.num_adversaries, env.num_good, env.num_obstacles), EnvConfig()
+    if teams == (default.num_adversaries, default.num_good, default.num_obstacles):
+        return SUITE
+    return tuple(name for name in SUITE if name not in SHIPPED)
+
+
 def select_best(cfg: Config, comm: Comm, learner: Maddpg, env: VecEnv) -> dict:
     """The population's best learner, chosen at the end of a run: every learner's predators play
-    `env.n_envs` (genetic.select_episodes) noise-free episodes against each prey of SUITE, from start
-    states seeded by (train.seed, SELECT), which neither the training evaluations nor fitness ever
-    use; the prey's draws are keyed by that seed too. Every rank calls it together -> {"rank": the best
+    `env.n_envs` (genetic.select_episodes) noise-free episodes against each of selection_opponents,
+    from start states seeded by (train.seed, SELECT), which neither the training evaluations nor
+    fitness ever use; the prey's draws are keyed by that seed too. Every rank calls it together -> {"rank": the best
     mean's (ties: the lowest), "learners": [{prey: mean predator_return, ..., "mean": ...} per rank]}."""
     seed = seeding.derive_seeds(cfg.train.seed, seeding.SELECT)[0]
     predators = judge(cfg, env, learner)
     predators.actor.load_rows(learner.actor.rows()[: cfg.env.num_adversaries])
+    opponents = selection_opponents(cfg.env)
     returns = []
-    for name in SUITE:
+    for name in opponents:
         prey = suite_prey(name, cfg, env, learner.device)
         returns.append(evaluate(predators, env, seed, 0, prey, seeding.SELECT)["predator_return"])
     mine = torch.tensor([[returns]], dtype=torch.float64, device=learner.device)
     table = comm.all_gather_agents(mine)[0].tolist()  # (P, len(SUITE))
-    learners = [dict(zip(SUITE, row, strict=True)) | {"mean": sum(row) / len(row)} for row in table]
+    learners = [dict(zip(opponents, row, strict=True)) | {"mean": sum(row) / len(row)} for row in table]
     return {"rank": best_rank([scores["mean"] for scores in learners]), "episodes": env.n_envs, "seed": seed,
-            "opponents": list(SUITE), "learners": learners}  # fmt: skip
+            "opponents": list(opponents), "learners": learners}  # fmt: skip

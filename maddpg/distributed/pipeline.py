@@ -20,14 +20,14 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from maddpg.buffer import ReplayBuffer, States, observe
-from maddpg.config import Config
-from maddpg.distributed import Comm, together
-from maddpg.learner import Maddpg
-from maddpg.metrics import Tally
-from maddpg.modes import blocks
-from maddpg.stop import StopRequest, exit_code
-from maddpg.twin import Observer
+from maddpg.core.buffer import ReplayBuffer, States, observe
+from maddpg.core.comm import Comm, together
+from maddpg.core.config import Config
+from maddpg.core.learner import Maddpg
+from maddpg.core.metrics import Tally
+from maddpg.core.stop import StopRequest, exit_code
+from maddpg.core.twin import Observer
+from maddpg.distributed.modes import blocks
 
 SAVE, DONE, POLL = 1, 2, 4  # header flags
 HEADER = 4  # updates, flags, env steps, the signal the run stops on (with DONE)

@@ -5,7 +5,7 @@
   is caught only when it is cornered by the arena or blocked by an obstacle; beating this team
   against a fleeing prey takes the cooperation MADDPG is for.
 - **Still prey.** Never pushes: it stays where it starts unless a collision moves it.
-- **Random prey.** Each action component uniform in [0, 1] at every step (`maddpg.prey.RandomPrey`),
+- **Random prey.** Each action component uniform in [0, 1] at every step (`maddpg.core.prey.RandomPrey`),
   so its pushes average to zero and it jitters around its start.
 - **Fleeing prey.** Pushes at full force along a sum of repulsions: away from each predator with
   weight 1 / distance (the nearest matters most), away from each obstacle it is within
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from maddpg.config import EnvConfig
-from maddpg.twin import ACT_DIM, OBSTACLE_SIZE, PREY_SIZE
+from maddpg.core.config import EnvConfig
+from maddpg.core.twin import ACT_DIM, OBSTACLE_SIZE, PREY_SIZE
 
 OBSTACLE_REACH = 0.15  # the fleeing prey avoids an obstacle whose edge is nearer than this
 EDGE = 0.7  # the fleeing prey turns back towards the centre beyond this coordinate ...

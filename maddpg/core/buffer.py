@@ -16,7 +16,7 @@ from typing import NamedTuple, Protocol
 
 import torch
 
-from maddpg.errors import ConfigError
+from maddpg.core.errors import ConfigError
 
 
 class Observer(Protocol):

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import torch
 
-from maddpg.buffer import rows_of
-from maddpg.config import EnvConfig, PreyConfig, PreyMode
-from maddpg.learner import Prey
-from maddpg.prey import Generators, RandomPrey, prey_policy
+from maddpg.core.buffer import rows_of
+from maddpg.core.config import EnvConfig, PreyConfig, PreyMode
+from maddpg.core.learner import Prey
+from maddpg.core.prey import Generators, RandomPrey, prey_policy
 
 
 def opponent(

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from maddpg.errors import ConfigError, NonFiniteError, exit_on_error
+from maddpg.core.errors import ConfigError, NonFiniteError, exit_on_error
 
 T = TypeVar("T")
 

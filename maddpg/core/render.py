@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from maddpg.config import EnvConfig
-from maddpg.envs import Mpe2VecEnv, make_env
-from maddpg.learner import Maddpg
-from maddpg.seeding import ENV_EVAL
+from maddpg.core.config import EnvConfig
+from maddpg.core.envs import Mpe2VecEnv, make_env
+from maddpg.core.learner import Maddpg
+from maddpg.core.seeding import ENV_EVAL
 
 FRAME_MS = 100  # mpe2 renders at 10 frames per second
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from maddpg.buffer import MixedBuffer, ReplayBuffer
-from maddpg.distributed import Comm
-from maddpg.guard import stop_on_nonfinite_loss
-from maddpg.learner import Maddpg
-from maddpg.metrics import Tally
+from maddpg.core.buffer import MixedBuffer, ReplayBuffer
+from maddpg.core.comm import Comm
+from maddpg.core.guard import stop_on_nonfinite_loss
+from maddpg.core.learner import Maddpg
+from maddpg.core.metrics import Tally
 
 
 class Updates(Protocol):

@@ -11,9 +11,9 @@ import math
 
 import torch
 
-from maddpg.distributed import Comm, stop_together
-from maddpg.errors import NonFiniteError
-from maddpg.learner import Maddpg
+from maddpg.core.comm import Comm, stop_together
+from maddpg.core.errors import NonFiniteError
+from maddpg.core.learner import Maddpg
 
 NETWORKS = ("actor", "critic", "target_actor", "target_critic")
 

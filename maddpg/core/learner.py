@@ -8,13 +8,13 @@ from typing import Protocol
 
 import torch
 
-from maddpg.buffer import Batch
-from maddpg.config import ExploreConfig, MaddpgConfig
-from maddpg.networks import StackedMLP
+from maddpg.core.buffer import Batch
+from maddpg.core.config import ExploreConfig, MaddpgConfig
+from maddpg.core.networks import StackedMLP
 
 
 class Prey(Protocol):
-    """A prey that does not learn (maddpg/prey.py, maddpg/scripted.py): its actions when acting, and
+    """A prey that does not learn (maddpg/core/prey.py, maddpg/core/scripted.py): its actions when acting, and
     the actions its critics' targets bootstrap with."""
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,9 @@ from typing import TextIO
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from maddpg.checkpoint import write_atomic
-from maddpg.distributed import Comm
-from maddpg.errors import ConfigError
+from maddpg.core.checkpoint import write_atomic
+from maddpg.core.comm import Comm
+from maddpg.core.errors import ConfigError
 
 METRICS_FILE = "metrics.jsonl"
 SYNCS_FILE = "syncs.jsonl"  # genetic mode: one row per sync round

@@ -8,9 +8,9 @@ from functools import partial
 
 import torch
 
-from maddpg.config import Config, DataBatch, Mode
-from maddpg.distributed import Comm
-from maddpg.learner import identity, no_reduce
+from maddpg.core.comm import Comm
+from maddpg.core.config import Config, DataBatch, Mode
+from maddpg.core.learner import identity, no_reduce
 
 
 @dataclass(kw_only=True)

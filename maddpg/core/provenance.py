@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PROVENANCE_FILE = "provenance.jsonl"  # in the run directory: one row per start or resume
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from maddpg.errors import ConfigError
+from maddpg.core.errors import ConfigError
 
-SCHEMA_FILE = "maddpg/config.py"
+SCHEMA_FILE = "maddpg/core/config.py"
 
 
 class Mode(StrEnum):
@@ -54,9 +54,11 @@ class PreyMode(StrEnum):
     learn = "learn"  # the prey is a MADDPG agent too
     fixed = "fixed"  # a pretrained prey actor, loaded from `prey.checkpoint` and frozen
     random = "random"  # uniform random actions in [0, 1]^5
-    still = "still"  # scripted: never pushes (maddpg/scripted.py)
-    flee = "flee"  # scripted: flees the predators, round obstacles, away from the arena's edge (maddpg/scripted.py)
-    mix = "mix"  # env copy e plays prey.mix[e % K], each into a buffer of its own (maddpg.opponents.py)
+    still = "still"  # scripted: never pushes (maddpg/core/scripted.py)
+    flee = (
+        "flee"  # scripted: flees the predators, round obstacles, away from the arena's edge (maddpg/core/scripted.py)
+    )
+    mix = "mix"  # env copy e plays prey.mix[e % K], each into a buffer of its own (maddpg.core.opponents.py)
 
 
 class Actions(StrEnum):
@@ -240,7 +242,7 @@ def load_config(
 
 # Keys that no longer exist, which configs saved before their removal still hold: dropped from a saved
 # run's config, so that such a run still resumes and evaluates; anywhere else they are unknown keys.
-RETIRED = {"genetic": ("fitness_window",)}  # fitness is measured afresh at every sync (maddpg/genetic.py)
+RETIRED = {"genetic": ("fitness_window",)}  # fitness is measured afresh at every sync (maddpg/distributed/genetic.py)
 
 
 def without_retired(saved: dict) -> dict:

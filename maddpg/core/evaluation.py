@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import torch
 
-from maddpg import seeding
-from maddpg.envs import VecEnv
-from maddpg.learner import Maddpg, Prey
-from maddpg.scripted import Team
+from maddpg.core import seeding
+from maddpg.core.envs import VecEnv
+from maddpg.core.learner import Maddpg, Prey
+from maddpg.core.scripted import Team
 
 # What an evaluation's numbers depend on besides its inputs; cached results (experiments'
 # opponents.json) are measured again when it changes. 2: the opponent draws from streams of the
 # evaluation's own (1: from the training prey's streams).
 PROTOCOL = 2
 # The common opponents a run's predators are judged against: the scripted still, random and fleeing
-# prey (maddpg/scripted.py) and the shipped weak and strong prey (maddpg/pretrained.py).
+# prey (maddpg/core/scripted.py) and the shipped weak and strong prey (maddpg/core/pretrained.py).
 SUITE = ("still", "random", "flee", "weak", "strong")
 
 

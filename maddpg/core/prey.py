@@ -1,5 +1,5 @@
 """Prey that do not learn: a frozen pretrained actor, or uniform random actions; the prey file format;
-and `python -m maddpg.prey export`, which ships a run's prey (see maddpg/pretrained.py)."""
+and `python -m maddpg.core.prey export`, which ships a run's prey (see maddpg/core/pretrained.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from maddpg.checkpoint import checkpoint_dir, load_checkpoint, load_file, require_complete, save_atomic
-from maddpg.config import Config, EnvConfig, Mode, PreyMode, load_config, to_dict
-from maddpg.envs import make_env
-from maddpg.errors import ConfigError, command_errors
-from maddpg.networks import StackedMLP
-from maddpg.pretrained import MANIFEST, PREY_DIR, record, resolve_prey
-from maddpg.scripted import FleeingPrey, Scripted, StillPrey
+from maddpg.core.checkpoint import checkpoint_dir, load_checkpoint, load_file, require_complete, save_atomic
+from maddpg.core.config import Config, EnvConfig, Mode, PreyMode, load_config, to_dict
+from maddpg.core.envs import make_env
+from maddpg.core.errors import ConfigError, command_errors
+from maddpg.core.networks import StackedMLP
+from maddpg.core.pretrained import MANIFEST, PREY_DIR, record, resolve_prey
+from maddpg.core.scripted import FleeingPrey, Scripted, StillPrey
 
 PREY_FILE_VERSION = 1
 Generators = tuple[torch.Generator, torch.Generator]  # a random prey's: acting, and its critics' targets
@@ -171,7 +171,7 @@ def export(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Ship a run's prey: python -m maddpg.prey export RUN_DIR ...")
+    parser = argparse.ArgumentParser(description="Ship a run's prey: python -m maddpg.core.prey export RUN_DIR ...")
     parser.add_argument("action", choices=["export"])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--steps", type=int, required=True, help="the checkpoint's env steps")
